@@ -1,0 +1,104 @@
+"""Hierarchical gating (PAPER.md §1 step 3) as a rollout callback: composes the per-token reward handed to PPO.
+
+The aspect part is the sum of ``rollout.aspect_rewards`` over ``rollout.active_aspects`` (already shaped and
+weighted), zero on degenerate responses and zero everywhere when no aspect is active; ``compose_rewards`` applies the
+configured strategy (the hierarchical rule lives there).
+
+Logged in ``rollout.stats`` (means over the B responses of per-response sums over tokens, unless said otherwise):
+- ``reward/gate_pass_rate``: share of the *non-degenerate* responses with H ≥ τ (degenerate ones carry the penalty H
+  and never get aspect rewards, so they say nothing about the gate); 0 when every response is degenerate. Logged for
+  every strategy (for the non-hierarchical ones it is the share that *would* pass).
+- ``reward/holistic_component_mean``: the holistic part of the reward (what the strategy gives with no aspect reward).
+- ``reward/aspect_component_mean``: the rest, i.e. the aspect bonuses that survive the strategy's gate.
+- ``reward/<aspect>_mean``: each active aspect's own part of the aspect component.
+- ``reward/total_mean``: the whole reward (holistic + aspect component).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import torch
+from lightning.pytorch import Trainer
+from torch import Tensor
+
+from alarm_pl.callbacks.base import RolloutCallback
+from alarm_pl.config import RewardConfig
+from alarm_pl.rewards.compose import compose_rewards, gate_pass
+from alarm_pl.rollout import Rollout
+
+if TYPE_CHECKING:
+    from alarm_pl.module import ALaRMModule
+
+
+def active_aspect_reward(rollout: Rollout) -> Tensor:
+    """Sum of the active aspects' shaped and weighted rewards, zero on degenerate responses and on padding.
+
+    Args:
+        rollout: a scored rollout; ``active_aspects`` must name keys of ``aspect_rewards``.
+
+    Returns:
+        (B, T) float aspect reward.
+    """
+    missing = [name for name in rollout.active_aspects if name not in rollout.aspect_rewards]
+    if missing:
+        raise KeyError(f"HierarchicalGating: active aspects {missing} have no reward in the rollout "
+                       f"(aspect rewards: {sorted(rollout.aspect_rewards)})")
+    mask = rollout.response_mask.bool()  # (B, T)
+    total = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)  # (B, T)
+    for name in rollout.active_aspects:
+        total = total + rollout.aspect_rewards[name].float()  # (B, T)
+    keep = mask & ~rollout.degenerate.bool().unsqueeze(1)  # (B, T)
+    return torch.where(keep, total, torch.zeros_like(total))  # (B, T)
+
+
+def gate_pass_rate(holistic: Tensor, degenerate: Tensor, threshold: float) -> float:
+    """Share of non-degenerate responses whose H passes the gate (H ≥ τ); 0 when all are degenerate.
+
+    Args:
+        holistic: (B,) normalised holistic reward H.
+        degenerate: (B,) bool.
+        threshold: τ.
+    """
+    valid = ~degenerate.bool()  # (B,)
+    passed = gate_pass(holistic, threshold) & valid  # (B,)
+    return float(passed.sum()) / max(int(valid.sum()), 1)
+
+
+def _mean_of_sums(per_token: Tensor) -> float:
+    """Mean over responses of the per-response sum of a (B, T) per-token reward."""
+    return float(per_token.sum(dim=1).mean()) if per_token.shape[0] > 0 else 0.0
+
+
+class HierarchicalGating(RolloutCallback):
+    """Sets ``rollout.rewards`` to the composed per-token reward (see the module docstring).
+
+    Args:
+        config: the reward composition settings (``model.reward``): strategy, τ and w_h.
+    """
+
+    def __init__(self, config: RewardConfig) -> None:
+        self.config = config
+
+    def _compose(self, rollout: Rollout, aspects: Tensor) -> Tensor:
+        """(B, T) reward of the configured strategy for a (B, T) aspect part."""
+        return compose_rewards(rollout.holistic, aspects, rollout.response_mask, self.config.strategy,
+                               self.config.threshold, self.config.holistic_weight)
+
+    def on_rollout_scored(self, trainer: Trainer, module: "ALaRMModule", rollout: Rollout) -> Rollout:
+        """Hand back a new rollout with ``rewards`` (B, T) and the reward stats; the input is left unchanged."""
+        aspects = active_aspect_reward(rollout)  # (B, T)
+        rewards = self._compose(rollout, aspects)  # (B, T)
+        holistic_part = self._compose(rollout, torch.zeros_like(aspects))  # (B, T)
+        stats = {
+            "reward/gate_pass_rate": gate_pass_rate(rollout.holistic, rollout.degenerate, self.config.threshold),
+            "reward/holistic_component_mean": _mean_of_sums(holistic_part),
+            "reward/aspect_component_mean": _mean_of_sums(rewards - holistic_part),
+            "reward/total_mean": _mean_of_sums(rewards),
+        }
+        for name in rollout.active_aspects:
+            single = dataclasses.replace(rollout, active_aspects=(name,))
+            stats[f"reward/{name}_mean"] = _mean_of_sums(self._compose(rollout, active_aspect_reward(single))
+                                                         - holistic_part)
+        return dataclasses.replace(rollout, rewards=rewards, stats={**rollout.stats, **stats})

@@ -1,0 +1,173 @@
+"""Prompt data: JSON Lines files (``prompt``, optional ``reference``, optional ``metadata``) and the tiny MT task.
+
+Batches are ``PromptBatch`` containers of texts; the module tokenizes them with the policy's tokenizer (the data
+module does not need to know the policy).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    """One prompt: its text, an optional reference and free metadata."""
+
+    prompt: str
+    reference: Optional[str] = None
+    metadata: Optional[dict] = None
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """A batch of B prompts (texts; tokenized by the module)."""
+
+    prompts: list[str]
+    references: list[Optional[str]]
+    metadata: list[dict]
+    indices: Optional[list[int]] = None
+    """Positions of the prompts in their split (de-duplicates generation files across processes)."""
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+class DataFormatError(ValueError):
+    """A malformed prompt record; the message names file and line."""
+
+
+def parse_record(obj: object, where: str) -> PromptRecord:
+    """Validate one decoded JSON object; ``where`` ("file:line") goes into every error message."""
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    prompt = obj.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise DataFormatError(f"{where}: missing or empty string field 'prompt'")
+    reference = obj.get("reference")
+    if reference is not None and not isinstance(reference, str):
+        raise DataFormatError(f"{where}: field 'reference' must be a string or null, got {type(reference).__name__}")
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise DataFormatError(f"{where}: field 'metadata' must be an object, got {type(metadata).__name__}")
+    return PromptRecord(prompt, reference, metadata)
+
+
+def read_jsonl(path: str | Path, limit: Optional[int] = None) -> list[PromptRecord]:
+    """Read a JSON Lines prompt file (blank lines skipped); errors name ``file:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file not found: {path}")
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataFormatError(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
+            records.append(parse_record(obj, f"{path}:{number}"))
+            if limit is not None and len(records) >= limit:
+                break
+    if not records:
+        raise DataFormatError(f"{path}: no records")
+    return records
+
+
+def collate(items: Sequence[tuple[int, PromptRecord]]) -> PromptBatch:
+    records = [record for _, record in items]
+    return PromptBatch([r.prompt for r in records], [r.reference for r in records],
+                       [dict(r.metadata or {}) for r in records], [index for index, _ in items])
+
+
+class _Records(Dataset):
+    def __init__(self, records: list[PromptRecord]) -> None:
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[int, PromptRecord]:
+        return index, self.records[index]
+
+
+class PromptDataModule(pl.LightningDataModule):
+    """Prompts from JSON Lines files.
+
+    Args:
+        train_file: JSONL of training prompts.
+        val_file: JSONL of validation prompts (validation generations and metrics).
+        test_file: JSONL of test prompts (the generation file of ``test``).
+        batch_size: prompts per rollout per process.
+        eval_batch_size: prompts per validation/test batch (default: batch_size).
+        max_train_prompts: use only the first N training prompts.
+        max_eval_prompts: use only the first N validation/test prompts (paper MT: 2,000 for in-training eval).
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(self, train_file: Optional[str] = None, val_file: Optional[str] = None, test_file: Optional[str] = None,
+                 batch_size: int = 8, eval_batch_size: Optional[int] = None, max_train_prompts: Optional[int] = None,
+                 max_eval_prompts: Optional[int] = None, num_workers: int = 0) -> None:
+        super().__init__()
+        self.files = {"train": train_file, "val": val_file, "test": test_file}
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.limits = {"train": max_train_prompts, "val": max_eval_prompts, "test": max_eval_prompts}
+        self.num_workers = num_workers
+        self._splits: dict[str, list[PromptRecord]] = {}
+
+    def load_split(self, split: str) -> list[PromptRecord]:
+        """The records of ``split`` ("train" | "val" | "test"); subclasses generate or convert their data here."""
+        path = self.files[split]
+        if path is None:
+            raise ValueError(f"data.{split}_file is not set but the {split} split is needed")
+        return read_jsonl(path, self.limits[split])
+
+    def _split(self, split: str) -> list[PromptRecord]:
+        if split not in self._splits:
+            self._splits[split] = self.load_split(split)
+        return self._splits[split]
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(_Records(self._split(split)), batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                          num_workers=self.num_workers, drop_last=shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+
+class TinyMTDataModule(PromptDataModule):
+    """The project's own tiny Spanish→English task (``alarm_pl.data.tiny_mt``), generated in memory.
+
+    Args:
+        num_train: training prompts.
+        num_val: validation prompts.
+        num_test: test prompts.
+        seed: data seed (splits use seed, seed+1, seed+2).
+        batch_size: prompts per rollout per process.
+        eval_batch_size: prompts per validation/test batch.
+    """
+
+    def __init__(self, num_train: int = 2048, num_val: int = 32, num_test: int = 64, seed: int = 0,
+                 batch_size: int = 16, eval_batch_size: Optional[int] = None) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size)
+        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self.seed = seed
+
+    def load_split(self, split: str) -> list[PromptRecord]:
+        from alarm_pl.data.tiny_mt import records
+
+        offset = {"train": 0, "val": 1, "test": 2}[split]
+        return [parse_record(r, f"tiny_mt[{split}]") for r in records(self.sizes[split], self.seed + offset)]

@@ -1,0 +1,233 @@
+"""The policy: a Hugging Face LM (causal or encoder-decoder) with a LoRA adapter and a value head on its trunk.
+
+The reference policy is the same model with the adapter disabled (no second copy in memory), or, when training starts
+from an already-trained adapter, a frozen copy of that adapter (``reference="frozen_adapter_copy"``).
+
+Tensor conventions: ``query_ids`` (B, P) are left-padded for causal policies and right-padded for encoder-decoder ones;
+``response_ids`` (B, T) are right-padded; masks are ``True`` on real tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from alarm_pl.config import GenerationConfig, PolicyConfig
+from alarm_pl.models.loading import quantization_config, resolve_pretrained, torch_dtype_from_str
+from alarm_pl.tiny import resolve_model_path
+from alarm_pl.ppo.functional import entropy_from_logits, logprobs_from_logits
+
+REFERENCE_ADAPTER = "reference"
+
+
+class PolicyOutput(NamedTuple):
+    """Per-response-token outputs of one policy forward.
+
+    Attributes:
+        logprobs: (B, T) log π(y_t | x, y_<t) of the given response tokens.
+        values: (B, T) value-head estimates V(s_t), the state in which y_t is chosen.
+        entropy: (B, T) entropy of π(· | x, y_<t).
+    """
+
+    logprobs: Tensor
+    values: Tensor
+    entropy: Tensor
+
+
+class Generation(NamedTuple):
+    """Sampled responses: (B, T) right-padded ids and bool mask (EOS, when produced, is the last real token)."""
+
+    response_ids: Tensor
+    response_mask: Tensor
+
+
+def response_mask_from_ids(ids: Tensor, eos_token_id: int | None) -> Tensor:
+    """(B, T) bool: True up to and including each row's first EOS (all True for rows that never emit EOS).
+
+    Args:
+        ids: (B, T) generated ids, anything after the first EOS is padding.
+        eos_token_id: the EOS id, or None (no stopping token: every position is real).
+    """
+    if eos_token_id is None:
+        return torch.ones_like(ids, dtype=torch.bool)
+    is_eos = ids == eos_token_id  # (B, T)
+    eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()  # EOS strictly before t
+    return eos_before == 0
+
+
+class Policy(nn.Module):
+    """LoRA-adapted LM + value head.
+
+    Args:
+        config: the ``model.policy`` argument group.
+    """
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model: nn.Module | None = None
+        self.value_head: nn.Linear | None = None
+        self.tokenizer = None
+        self.is_seq2seq = False
+        self.reference_model: nn.Module | None = None
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> None:
+        """Load tokenizer and model, add the adapter and value head. Idempotent."""
+        if self.model is not None:
+            return
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        path = resolve_model_path(self.config.model_name_or_path, "model.policy.model_name_or_path")
+        hf_config = AutoConfig.from_pretrained(path)
+        arch = self.config.architecture
+        self.is_seq2seq = bool(hf_config.is_encoder_decoder) if arch == "auto" else arch == "seq2seq"
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right" if self.is_seq2seq else "left"
+        auto = AutoModelForSeq2SeqLM if self.is_seq2seq else AutoModelForCausalLM
+        kwargs = {"dtype": torch_dtype_from_str(self.config.dtype)}
+        quant = quantization_config(self.config.quantization_bits)
+        if quant is not None:
+            kwargs["quantization_config"] = quant
+        model = auto.from_pretrained(path, **kwargs)
+        if self.config.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        if self.config.lora_r == 0:  # full fine-tuning: the reference is a frozen copy of the starting weights
+            import copy
+
+            self.reference_model = copy.deepcopy(model).requires_grad_(False).eval()
+        self.model = self._adapt(model)
+        hidden = hf_config.get_text_config().hidden_size if hasattr(hf_config, "get_text_config") else hf_config.hidden_size
+        self.value_head = nn.Linear(hidden, 1)
+        nn.init.normal_(self.value_head.weight, std=1.0 / (hidden + 1))
+        nn.init.zeros_(self.value_head.bias)
+
+    def _adapt(self, model: nn.Module) -> nn.Module:
+        cfg = self.config
+        if cfg.lora_r == 0:
+            return model
+        from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
+
+        if cfg.quantization_bits is not None:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        if cfg.adapter_path is not None:
+            adapter = resolve_pretrained(cfg.adapter_path, "model.policy.adapter_path")
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+            if cfg.reference == "frozen_adapter_copy":
+                model.load_adapter(adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+            return model
+        if cfg.reference == "frozen_adapter_copy":
+            raise ValueError("model.policy.reference=frozen_adapter_copy needs model.policy.adapter_path")
+        task = TaskType.SEQ_2_SEQ_LM if self.is_seq2seq else TaskType.CAUSAL_LM
+        lora = LoraConfig(task_type=task, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=cfg.lora_target_modules)
+        return get_peft_model(model, lora)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The adapter (or the whole model when ``lora_r == 0``) and the value head."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor) -> PolicyOutput:
+        """Log-probs, values and entropy of the given responses, each (B, T), exactly 0 on padding."""
+        logits, hidden = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask)
+        mask = response_mask.bool()
+        logprobs = logprobs_from_logits(logits, response_ids) * mask
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1) * mask  # (B, T)
+        entropy = entropy_from_logits(logits) * mask
+        return PolicyOutput(logprobs.float(), values.float(), entropy.float())
+
+    def _logits_and_hidden(self, query_ids, query_mask, response_ids, response_mask, model=None) -> tuple[Tensor, Tensor]:
+        """(B, T, V) logits predicting each response token and (B, T, H) the trunk's hidden state there."""
+        model = self.model if model is None else model
+        response_ids = response_ids.masked_fill(~response_mask.bool(), self.tokenizer.pad_token_id)
+        if self.is_seq2seq:
+            start = self._base_config().decoder_start_token_id
+            decoder_in = torch.cat([torch.full_like(response_ids[:, :1], start), response_ids[:, :-1]], dim=1)
+            decoder_mask = torch.cat([torch.ones_like(response_mask[:, :1]), response_mask[:, :-1]], dim=1)
+            out = model(input_ids=query_ids, attention_mask=query_mask.long(), decoder_input_ids=decoder_in,
+                             decoder_attention_mask=decoder_mask.long(), output_hidden_states=True)
+            return out.logits, out.decoder_hidden_states[-1]
+        input_ids = torch.cat([query_ids, response_ids], dim=1)  # (B, P+T)
+        attention = torch.cat([query_mask, response_mask], dim=1).long()
+        positions = (attention.cumsum(dim=1) - 1).clamp(min=0)  # left padding must not shift positions
+        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                         output_hidden_states=True)
+        prompt_len, length = query_ids.shape[1], response_ids.shape[1]
+        # position P-1+t predicts response token t
+        return out.logits[:, prompt_len - 1: prompt_len - 1 + length], out.hidden_states[-1][:, prompt_len - 1: prompt_len - 1 + length]
+
+    def _base_config(self):
+        return self.model.config if not hasattr(self.model, "get_base_model") else self.model.get_base_model().config
+
+    @contextlib.contextmanager
+    def reference_mode(self) -> Iterator[None]:
+        """Inside this context the adapted model computes the reference policy (adapter disabled, or its frozen
+        copy). Full fine-tuning (``lora_r == 0``) uses ``reference_model`` instead."""
+        if self.config.reference == "frozen_adapter_copy":
+            self.model.set_adapter(REFERENCE_ADAPTER)
+            try:
+                yield
+            finally:
+                self.model.set_adapter("default")
+                for name, param in self.model.named_parameters():
+                    if f".{REFERENCE_ADAPTER}." in name:
+                        param.requires_grad_(False)
+        else:
+            with self.model.disable_adapter():
+                yield
+
+    @torch.no_grad()
+    def reference_logprobs(self, query_ids, query_mask, response_ids, response_mask) -> Tensor:
+        """(B, T) log π_ref of the response tokens, 0 on padding."""
+        if self.reference_model is not None:
+            logits, _ = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask, self.reference_model)
+        else:
+            with self.reference_mode():
+                logits, _ = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask)
+        return (logprobs_from_logits(logits, response_ids.masked_fill(~response_mask.bool(), 0)) * response_mask).float()
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(self, query_ids: Tensor, query_mask: Tensor, config: GenerationConfig, do_sample: bool) -> Generation:
+        """Sample (or greedily decode) responses; returns right-padded ids with the EOS kept as last real token."""
+        tok = self.tokenizer
+        kwargs = dict(max_new_tokens=config.max_new_tokens, min_new_tokens=config.min_new_tokens or None,
+                      do_sample=do_sample, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        if do_sample:
+            kwargs.update(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
+        else:
+            kwargs.update(temperature=None, top_k=None, top_p=None)
+        out = self.model.generate(input_ids=query_ids, attention_mask=query_mask.long(), **kwargs)
+        ids = out[:, 1:] if self.is_seq2seq else out[:, query_ids.shape[1]:]  # drop decoder start / prompt
+        mask = response_mask_from_ids(ids, tok.eos_token_id)
+        ids = ids.masked_fill(~mask, tok.pad_token_id)
+        return Generation(ids, mask)
+
+    def tokenize_prompts(self, prompts: list[str], max_length: int | None, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(B, P) ids and bool mask of the prompts, padded on the side the architecture needs."""
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=max_length is not None,
+                             max_length=max_length)
+        return enc["input_ids"].to(device), enc["attention_mask"].bool().to(device)
+
+    # ------------------------------------------------------------------ export
+    def export(self, out_dir: str, merged: bool = False) -> None:
+        """Write a standard peft adapter directory (plus ``value_head.pt`` and the tokenizer); ``merged`` also
+        writes the merged full model under ``out_dir/merged`` loadable by plain ``transformers``."""
+        import os
+
+        os.makedirs(out_dir, exist_ok=True)
+        self.model.save_pretrained(out_dir, selected_adapters=["default"]) if self.config.lora_r else self.model.save_pretrained(out_dir)
+        self.tokenizer.save_pretrained(out_dir)
+        torch.save(self.value_head.state_dict(), os.path.join(out_dir, "value_head.pt"))
+        if merged and self.config.lora_r:
+            import copy
+
+            merged_model = copy.deepcopy(self.model).merge_and_unload()
+            merged_model.save_pretrained(os.path.join(out_dir, "merged"))
+            self.tokenizer.save_pretrained(os.path.join(out_dir, "merged"))

@@ -1,0 +1,320 @@
+"""The PPO LightningModule: orchestrates one rollout per training step; the maths lives in ``ppo/functional.py`` and
+``rewards/compose.py``.
+
+One training step (DESIGN.md): generate → old log-probs + values → reference log-probs → score → rollout callbacks
+(aspect selection, hierarchical gating) → reward − β·KL → GAE → whitened advantages → ``ppo.ppo_epochs`` ×
+minibatches of manual optimisation → KL-controller update → logs.
+
+``trainer.max_steps`` counts **rollouts** (PPO steps in the paper's sense), not optimizer steps: each rollout takes
+several optimizer steps, but only its last one goes through Lightning's optimizer wrapper, so ``global_step`` advances
+by exactly one per rollout.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional, Union
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+
+from alarm_pl.callbacks.base import RolloutCallback
+from alarm_pl.callbacks.gating import HierarchicalGating
+from alarm_pl.callbacks.selection import AspectSelection, SelectionConfig
+from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig
+from alarm_pl.data.prompts import PromptBatch
+from alarm_pl.evaluation import EvalCollector
+from alarm_pl.models.policy import Policy
+from alarm_pl.ppo import functional as F
+from alarm_pl.ppo.kl import AdaptiveKLController, FixedKLController
+from alarm_pl.rewards.base import Score, Scorer
+from alarm_pl.rewards.pipeline import RewardPipeline
+from alarm_pl.rollout import Rollout
+
+KLController = Union[AdaptiveKLController, FixedKLController]
+
+
+class ALaRMModule(pl.LightningModule):
+    """PPO with hierarchical rewards over a LoRA-adapted policy.
+
+    Args:
+        holistic: the holistic reward scorer (a reward model, or a reference-based score for offline runs).
+        aspects: candidate aspect scorers; which of them count is decided by ``selection``.
+        policy: the policy (model, LoRA, reference policy, quantization).
+        generation: rollout and evaluation decoding.
+        reward: strategy, threshold τ, holistic weight w_h, degenerate-response rule.
+        selection: which aspects are active (fixed list, automatic, or online re-selection).
+        ppo: PPO hyper-parameters.
+        kl_controller: β of the KL penalty: adaptive (paper: β₀ 0.2, target 6, horizon 10,000) or fixed.
+        optimizer: optimizer over the adapter and value head (e.g. ``torch.optim.AdamW`` with ``lr``).
+        lr_scheduler: optional scheduler, stepped once per rollout.
+        max_prompt_length: prompts are truncated to this many tokens (paper QA: 1024).
+        generations_dir: where validation/test generation files go (default: the logger's directory).
+    """
+
+    def __init__(self, holistic: Scorer, aspects: Optional[list[Scorer]] = None, policy: PolicyConfig = PolicyConfig(),
+                 generation: GenerationConfig = GenerationConfig(), reward: RewardConfig = RewardConfig(),
+                 selection: SelectionConfig = SelectionConfig(), ppo: PPOConfig = PPOConfig(),
+                 kl_controller: Optional[KLController] = None, optimizer: OptimizerCallable = torch.optim.AdamW,
+                 lr_scheduler: Optional[LRSchedulerCallable] = None, max_prompt_length: Optional[int] = 512,
+                 generations_dir: Optional[str] = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["holistic", "aspects", "kl_controller", "optimizer", "lr_scheduler"])
+        self.automatic_optimization = False
+        self.strict_loading = False  # checkpoints hold the trainable weights only (adapter + value head)
+        self.policy = Policy(policy)
+        self.rewards = RewardPipeline(holistic, aspects or [], reward)
+        self.generation_config, self.reward_config, self.selection_config, self.ppo_config = generation, reward, selection, ppo
+        self.kl_controller = kl_controller if kl_controller is not None else AdaptiveKLController()
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        self.max_prompt_length = max_prompt_length
+        self.eval_collector = EvalCollector(generations_dir)
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def configure_model(self) -> None:
+        self.policy.load()
+
+    def setup(self, stage: str) -> None:
+        self.policy.load()
+        self.rewards.setup(self.device)
+
+    def teardown(self, stage: str) -> None:
+        self.rewards.teardown()
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        return batch  # prompt batches are texts; they are tokenized on the device in the step
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return [AspectSelection(self.selection_config, self.rewards.aspect_names), HierarchicalGating(self.reward_config)]
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.policy.trainable_parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+
+    def on_fit_start(self) -> None:
+        strategy = type(self.trainer.strategy).__name__
+        if strategy not in ("SingleDeviceStrategy", "DDPStrategy"):
+            raise RuntimeError(f"trainer.strategy: {strategy} is not supported yet; use a single device or 'ddp' "
+                               "(gradients of the several optimizer steps per rollout are reduced by this module)")
+        if "16-mixed" == str(self.trainer.precision):
+            raise RuntimeError("trainer.precision=16-mixed is not supported (PPO's inner optimizer steps bypass the "
+                               "loss scaler); use bf16-mixed or 32-true")
+
+    # ------------------------------------------------------------------ one rollout
+    def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        rollout = self.make_rollout(batch)
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, RolloutCallback):
+                rollout = callback.on_rollout_scored(self.trainer, self, rollout)
+        if rollout.rewards is None:
+            raise RuntimeError("no rollout callback composed the rewards (HierarchicalGating is installed by "
+                               "configure_callbacks; was it removed?)")
+        start = time.perf_counter()
+        stats = self.ppo_update(rollout)
+        stats["time/update"] = time.perf_counter() - start
+        self._log_rollout(rollout, stats)
+
+    def make_rollout(self, batch: PromptBatch) -> Rollout:
+        """Generate responses for the prompts and compute everything PPO and the callbacks need."""
+        times = {}
+        start = time.perf_counter()
+        query_ids, query_mask = self.policy.tokenize_prompts(batch.prompts, self.max_prompt_length, self.device)
+        self.policy.eval()
+        generated = self.policy.generate(query_ids, query_mask, self.generation_config, self.generation_config.do_sample)
+        response_ids, response_mask = generated
+        times["time/generate"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        with torch.no_grad():
+            old = self.policy(query_ids, query_mask, response_ids, response_mask)
+        ref_logprobs = self.policy.reference_logprobs(query_ids, query_mask, response_ids, response_mask)
+        times["time/reference"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        inputs = self.rewards.build_inputs(self.policy.tokenizer, batch.prompts, batch.references, batch.metadata,
+                                           response_ids, response_mask)
+        scored = self.rewards.score(inputs)
+        times["time/score"] = time.perf_counter() - start
+        return Rollout(query_ids, query_mask, response_ids, response_mask, inputs, old.logprobs, ref_logprobs,
+                       old.values, scored.scores, self.rewards.holistic_scorer.name, scored.holistic,
+                       scored.aspect_rewards, scored.degenerate, stats=times)
+
+    def score_greedy(self, rollout: Rollout) -> tuple[Tensor, dict[str, Score]]:
+        """Greedy responses to the rollout's prompts, scored: (H (B,), {aspect: raw Score}). Used for selection."""
+        generated = self.policy.generate(rollout.query_ids, rollout.query_mask, self.generation_config, do_sample=False)
+        inputs = self.rewards.build_inputs(self.policy.tokenizer, rollout.inputs.prompts, rollout.inputs.references,
+                                           rollout.inputs.metadata, *generated)
+        scored = self.rewards.score(inputs, update_normalizers=False)
+        return scored.holistic, {name: scored.scores[name] for name in self.rewards.aspect_names}
+
+    # ------------------------------------------------------------------ PPO
+    def ppo_update(self, rollout: Rollout) -> dict[str, float]:
+        """Advantages from the rollout, then ``ppo_epochs`` × minibatches of clipped PPO updates."""
+        cfg, mask = self.ppo_config, rollout.response_mask
+        beta = self.kl_controller.value
+        rewards = F.kl_penalized_rewards(rollout.rewards, rollout.old_logprobs, rollout.ref_logprobs, mask, beta,
+                                         cfg.kl_estimator)
+        if cfg.whiten_rewards:
+            rewards = F.masked_whiten(rewards, mask, shift_mean=False, reduce=self._sum_across_processes)
+        advantages, returns = F.compute_gae(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = F.masked_whiten(advantages, mask, reduce=self._sum_across_processes)
+        stats = self._ppo_epochs(rollout, advantages, returns)
+
+        kl = F.kl_estimate(rollout.old_logprobs, rollout.ref_logprobs, cfg.kl_estimator) * mask
+        mean_kl = self._mean_across_processes(kl.sum(dim=1).mean())
+        world = self.trainer.world_size if self._trainer is not None else 1
+        self.kl_controller.update(float(mean_kl), n_steps=rollout.batch_size * world)
+        if self.lr_schedulers() is not None:
+            self.lr_schedulers().step()
+        stats.update({"kl": float(mean_kl), "kl_coef": beta,
+                      "explained_variance": float(F.explained_variance(rollout.values, returns, mask))})
+        return stats
+
+    def _ppo_epochs(self, rollout: Rollout, advantages: Tensor, returns: Tensor) -> dict[str, float]:
+        cfg = self.ppo_config
+        optimizer = self.optimizers()
+        batch = rollout.batch_size
+        minibatch = math.ceil(batch / cfg.num_minibatches)
+        history: list[dict[str, Tensor]] = []
+        self.policy.train()
+        for epoch in range(cfg.ppo_epochs):
+            epoch_stats = []
+            order = torch.randperm(batch, device=self.device).split(minibatch)
+            for i, idx in enumerate(order):
+                epoch_stats.append(self._minibatch_backward(rollout, advantages, returns, idx))
+                epoch_end = i == len(order) - 1
+                stop = epoch_end and self._should_stop(epoch_stats)
+                if (i + 1) % cfg.gradient_accumulation_steps == 0 or epoch_end:
+                    self._optimizer_step(optimizer, counted=epoch_end and (stop or epoch == cfg.ppo_epochs - 1))
+            history.extend(epoch_stats)
+            if stop:
+                break
+        summary = {key: float(torch.stack([h[key] for h in history]).mean()) for key in history[0]}
+        summary["ppo_epochs_run"] = float(epoch + 1)
+        return summary
+
+    def _minibatch_backward(self, rollout: Rollout, advantages: Tensor, returns: Tensor, idx: Tensor) -> dict[str, Tensor]:
+        cfg = self.ppo_config
+        mask = rollout.response_mask[idx]
+        out = self.policy(rollout.query_ids[idx], rollout.query_mask[idx], rollout.response_ids[idx], mask)
+        pg_loss, pg_stats = F.policy_loss(out.logprobs, rollout.old_logprobs[idx], advantages[idx], mask, cfg.clip_range)
+        vf_loss, vf_stats = F.value_loss(out.values, rollout.values[idx], returns[idx], mask, cfg.value_clip_range)
+        entropy = F.masked_mean(out.entropy, mask)
+        loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
+        self.manual_backward(loss / cfg.gradient_accumulation_steps)
+        stats = {"loss/policy": pg_loss, "loss/value": vf_loss, "entropy": entropy}
+        stats.update({k: v for k, v in dict(pg_stats._asdict() if hasattr(pg_stats, "_asdict") else pg_stats).items()})
+        stats.update({k: v for k, v in dict(vf_stats._asdict() if hasattr(vf_stats, "_asdict") else vf_stats).items()})
+        return {k: v.detach().float() for k, v in stats.items()}
+
+    def _should_stop(self, epoch_stats: list[dict[str, Tensor]]) -> bool:
+        """Early stop of the PPO epochs when approx_kl (averaged over the epoch and all processes) > 1.5 × target."""
+        if self.ppo_config.target_kl is None:
+            return False
+        approx_kl = self._mean_across_processes(torch.stack([s["approx_kl"] for s in epoch_stats]).mean())
+        return bool(approx_kl > 1.5 * self.ppo_config.target_kl)
+
+    def _optimizer_step(self, optimizer, counted: bool) -> None:
+        """Reduce gradients across processes, clip, step. ``counted`` steps go through Lightning's wrapper (one per
+        rollout, so that ``global_step`` counts rollouts); the others step the wrapped torch optimizer directly."""
+        params = self.policy.trainable_parameters()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # DDP syncs at most the first backward after its forward; averaging here is exact whatever it did.
+            for param in params:
+                if param.grad is not None:
+                    torch.distributed.all_reduce(param.grad, op=torch.distributed.ReduceOp.AVG)
+        if self.ppo_config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.ppo_config.max_grad_norm)
+        if counted:
+            optimizer.step()
+        else:
+            optimizer.optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _sum_across_processes(self, tensor: Tensor) -> Tensor:
+        if self._trainer is None or self.trainer.world_size == 1:
+            return tensor
+        return self.trainer.strategy.reduce(tensor, reduce_op="sum")
+
+    def _mean_across_processes(self, tensor: Tensor) -> Tensor:
+        if self._trainer is None or self.trainer.world_size == 1:
+            return tensor
+        return self.trainer.strategy.reduce(tensor, reduce_op="mean")
+
+    # ------------------------------------------------------------------ logging
+    def _log_rollout(self, rollout: Rollout, stats: dict[str, float]) -> None:
+        mask = rollout.response_mask
+        logs = {f"train/{k}": v for k, v in {**rollout.stats, **stats}.items()}
+        logs["train/reward/total"] = float(rollout.rewards.sum(dim=1).mean())
+        logs["train/holistic"] = float(rollout.holistic.mean())
+        logs["train/holistic_raw"] = float(rollout.scores[rollout.holistic_name].oriented_metric.mean())
+        for name, score in rollout.scores.items():
+            if name != rollout.holistic_name:
+                logs[f"train/aspect/{name}"] = float(score.metric.float().mean())
+        logs["train/response_length"] = float(mask.sum(dim=1).float().mean())
+        logs["train/degenerate_rate"] = float(rollout.degenerate.float().mean())
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=rollout.batch_size, sync_dist=False)
+        self.log("holistic", logs["train/holistic"], prog_bar=True, on_step=True, logger=False, batch_size=rollout.batch_size)
+
+    # ------------------------------------------------------------------ evaluation
+    def validation_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def _evaluation_step(self, batch: PromptBatch, stage: str) -> None:
+        query_ids, query_mask = self.policy.tokenize_prompts(batch.prompts, self.max_prompt_length, self.device)
+        generated = self.policy.generate(query_ids, query_mask, self.generation_config,
+                                         self.generation_config.eval_do_sample)
+        inputs = self.rewards.build_inputs(self.policy.tokenizer, batch.prompts, batch.references, batch.metadata,
+                                           *generated)
+        scored = self.rewards.score(inputs, update_normalizers=False)
+        self.eval_collector.add(batch, inputs, scored, self.rewards)
+        size = len(batch)
+        self.log(f"{stage}/holistic", scored.holistic.mean(), sync_dist=True, batch_size=size)
+        for name in self.rewards.aspect_names:
+            self.log(f"{stage}/aspect/{name}", scored.scores[name].metric.float().mean(), sync_dist=True, batch_size=size)
+        self.log(f"{stage}/response_length", inputs.lengths.float().mean(), sync_dist=True, batch_size=size)
+
+    def on_validation_epoch_start(self) -> None:
+        self.eval_collector.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.eval_collector.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
+
+    def _finish_evaluation(self, stage: str) -> None:
+        if self.trainer.sanity_checking:
+            return
+        corpus = self.eval_collector.finish(self, stage)
+        for key, value in corpus.items():
+            self.log(f"{stage}/{key}", value, rank_zero_only=True)
+
+    # ------------------------------------------------------------------ checkpoints and export
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep only what training changes: trainable weights (adapter, value head) and normaliser buffers."""
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                    if k in trainable or k.startswith("rewards.normalizers.")}
+        checkpoint["kl_controller"] = self.kl_controller.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.policy.load()
+        if "kl_controller" in checkpoint:
+            self.kl_controller.load_state_dict(checkpoint["kl_controller"])
+
+    def export(self, out_dir: str, merged: bool = False) -> None:
+        """Write a standard peft adapter directory (and optionally the merged model); see ``Policy.export``."""
+        self.policy.export(out_dir, merged=merged)

@@ -1,0 +1,117 @@
+"""The scoring pipeline: decoded responses → every scorer's ``Score`` → H and each aspect's shaped reward.
+
+The composition into one per-token reward (selection + hierarchy) happens afterwards, in the rollout callbacks.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from alarm_pl.config import RewardConfig
+from alarm_pl.rewards.align import decode_with_spans
+from alarm_pl.rewards.base import Score, Scorer, ScoringInput
+from alarm_pl.rewards.normalize import aspect_reward
+
+
+class ScoredBatch(NamedTuple):
+    """What the pipeline returns for a batch.
+
+    Attributes:
+        scores: every scorer's raw ``Score`` by name (the holistic one included).
+        holistic: (B,) H, normalised, with the degenerate penalty applied.
+        aspect_rewards: (B, T) shaped and weighted reward of each aspect by name; 0 on degenerate rows.
+        degenerate: (B,) bool.
+    """
+
+    scores: dict[str, Score]
+    holistic: Tensor
+    aspect_rewards: dict[str, Tensor]
+    degenerate: Tensor
+
+
+class RewardPipeline(nn.Module):
+    """Holds the holistic scorer, the candidate aspect scorers and their normalisers (whose state is checkpointed).
+
+    Args:
+        holistic: the holistic scorer (its metric, oriented higher-is-better, is H before normalisation).
+        aspects: candidate aspect scorers; names must be unique and differ from the holistic scorer's.
+        reward: the ``model.reward`` argument group (degenerate-response rule).
+    """
+
+    def __init__(self, holistic: Scorer, aspects: Sequence[Scorer], reward: RewardConfig) -> None:
+        super().__init__()
+        names = [holistic.name] + [a.name for a in aspects]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model.aspects / model.holistic: scorer names must be unique, repeated: {duplicates} "
+                             "(set init_args.name to tell them apart)")
+        self.holistic_scorer = holistic
+        self.aspect_scorers = list(aspects)
+        self.reward = reward
+        self.normalizers = nn.ModuleDict({s.name: s.normalizer for s in [holistic, *aspects]
+                                          if isinstance(s.normalizer, nn.Module)})
+        self._ready = False
+
+    @property
+    def aspect_names(self) -> list[str]:
+        return [a.name for a in self.aspect_scorers]
+
+    def setup(self, device: torch.device) -> None:
+        """Start every scorer (models, detectors, servers) once."""
+        if self._ready:
+            return
+        for scorer in [self.holistic_scorer, *self.aspect_scorers]:
+            scorer.setup(device)
+        self._ready = True
+
+    def teardown(self) -> None:
+        for scorer in [self.holistic_scorer, *self.aspect_scorers]:
+            scorer.teardown()
+        self._ready = False
+
+    @staticmethod
+    def build_inputs(tokenizer, prompts: list[str], references: list[Optional[str]], metadata: list[dict],
+                     response_ids: Tensor, response_mask: Tensor) -> ScoringInput:
+        """Decode each response with its token character spans (``rewards/align.py``)."""
+        texts, spans = [], []
+        for ids, mask in zip(response_ids.tolist(), response_mask.tolist()):
+            text, token_spans = decode_with_spans(tokenizer, [i for i, m in zip(ids, mask) if m])
+            texts.append(text)
+            spans.append(token_spans)
+        return ScoringInput(prompts, texts, references, metadata, response_ids, response_mask.bool(), spans)
+
+    def score(self, inputs: ScoringInput, update_normalizers: bool = True) -> ScoredBatch:
+        """Score with every scorer; ``update_normalizers`` is False for evaluation and for paired greedy scoring."""
+        mask = inputs.response_mask
+        degenerate = inputs.lengths <= self.reward.degenerate_max_tokens  # (B,)
+        holistic_score = self._checked(self.holistic_scorer, inputs)
+        holistic = self._normalise_holistic(holistic_score.oriented_metric.to(mask.device), update_normalizers)
+        holistic = torch.where(degenerate, torch.full_like(holistic, self.reward.degenerate_holistic), holistic)
+        scores = {self.holistic_scorer.name: holistic_score}
+        aspect_rewards = {}
+        for scorer in self.aspect_scorers:
+            score = self._checked(scorer, inputs)
+            scores[scorer.name] = score
+            reward = aspect_reward(score, scorer, update=update_normalizers).to(mask.device)  # (B, T)
+            aspect_rewards[scorer.name] = reward * (~degenerate).unsqueeze(1) * mask
+        return ScoredBatch(scores, holistic, aspect_rewards, degenerate)
+
+    def _normalise_holistic(self, raw: Tensor, update: bool) -> Tensor:
+        normalizer = self.holistic_scorer.normalizer
+        if normalizer is None:
+            return raw.float()
+        if update:
+            normalizer.update(raw.float())
+        return normalizer(raw.float())
+
+    @staticmethod
+    def _checked(scorer: Scorer, inputs: ScoringInput) -> Score:
+        score = scorer.score(inputs)
+        expected = tuple(inputs.response_mask.shape)
+        if tuple(score.values.shape) != expected or tuple(score.metric.shape) != (len(inputs),):
+            raise RuntimeError(f"scorer {scorer.name!r} returned values {tuple(score.values.shape)} / metric "
+                               f"{tuple(score.metric.shape)}; expected {expected} / ({len(inputs)},)")
+        return score

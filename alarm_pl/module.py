@@ -221,14 +221,14 @@ class ALaRMModule(pl.LightningModule):
         return bool(approx_kl > 1.5 * self.ppo_config.target_kl)
 
     def _optimizer_step(self, optimizer, counted: bool) -> None:
-        """Reduce gradients across processes, clip, step. ``counted`` steps go through Lightning's wrapper (one per
-        rollout, so that ``global_step`` counts rollouts); the others step the wrapped torch optimizer directly."""
+        """Clip and step. ``counted`` steps go through Lightning's wrapper (one per rollout, so that ``global_step``
+        counts rollouts); the others step the wrapped torch optimizer directly.
+
+        Gradients are already averaged across processes: under manual optimisation Lightning's DDP strategy prepares
+        the DDP reducer before every ``manual_backward`` (``DDPStrategy.pre_backward``), so each of the several
+        backward passes of a rollout is synchronised, not only the first after DDP's forward. ``tests/test_ddp.py``
+        checks it with two processes, and that the check fails when that preparation is switched off."""
         params = self.policy.trainable_parameters()
-        if self._trainer is not None and self.trainer.world_size > 1:
-            # DDP syncs at most the first backward after its forward; averaging here is exact whatever it did.
-            for param in params:
-                if param.grad is not None:
-                    torch.distributed.all_reduce(param.grad, op=torch.distributed.ReduceOp.AVG)
         if self.ppo_config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, self.ppo_config.max_grad_norm)
         if counted:

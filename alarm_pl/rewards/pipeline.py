@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from alarm_pl.config import RewardConfig
-from alarm_pl.rewards.align import decode_with_spans
+from alarm_pl.rewards.align import decode_batch_with_spans
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
-from alarm_pl.rewards.normalize import aspect_reward
+from alarm_pl.rewards.normalize import aspect_reward, holistic_reward
 
 
 class ScoredBatch(NamedTuple):
@@ -76,11 +76,7 @@ class RewardPipeline(nn.Module):
     def build_inputs(tokenizer, prompts: list[str], references: list[Optional[str]], metadata: list[dict],
                      response_ids: Tensor, response_mask: Tensor) -> ScoringInput:
         """Decode each response with its token character spans (``rewards/align.py``)."""
-        texts, spans = [], []
-        for ids, mask in zip(response_ids.tolist(), response_mask.tolist()):
-            text, token_spans = decode_with_spans(tokenizer, [i for i, m in zip(ids, mask) if m])
-            texts.append(text)
-            spans.append(token_spans)
+        texts, spans = decode_batch_with_spans(tokenizer, response_ids, response_mask)
         return ScoringInput(prompts, texts, references, metadata, response_ids, response_mask.bool(), spans)
 
     def score(self, inputs: ScoringInput, update_normalizers: bool = True) -> ScoredBatch:
@@ -88,7 +84,7 @@ class RewardPipeline(nn.Module):
         mask = inputs.response_mask
         degenerate = inputs.lengths <= self.reward.degenerate_max_tokens  # (B,)
         holistic_score = self._checked(self.holistic_scorer, inputs)
-        holistic = self._normalise_holistic(holistic_score.oriented_metric.to(mask.device), update_normalizers)
+        holistic = holistic_reward(holistic_score, self.holistic_scorer.normalizer, update_normalizers).to(mask.device)
         holistic = torch.where(degenerate, torch.full_like(holistic, self.reward.degenerate_holistic), holistic)
         scores = {self.holistic_scorer.name: holistic_score}
         aspect_rewards = {}
@@ -98,14 +94,6 @@ class RewardPipeline(nn.Module):
             reward = aspect_reward(score, scorer, update=update_normalizers).to(mask.device)  # (B, T)
             aspect_rewards[scorer.name] = reward * (~degenerate).unsqueeze(1) * mask
         return ScoredBatch(scores, holistic, aspect_rewards, degenerate)
-
-    def _normalise_holistic(self, raw: Tensor, update: bool) -> Tensor:
-        normalizer = self.holistic_scorer.normalizer
-        if normalizer is None:
-            return raw.float()
-        if update:
-            normalizer.update(raw.float())
-        return normalizer(raw.float())
 
     @staticmethod
     def _checked(scorer: Scorer, inputs: ScoringInput) -> Score:

@@ -1,0 +1,236 @@
+"""Frozen (optionally 4/8-bit) reward models: loading, input templates and batched scoring.
+
+Two kinds of Hugging Face heads are supported:
+
+- ``sequence``: ``AutoModelForSequenceClassification`` with one output (a regression head). Decoder models read it
+  at the last non-pad token (UltraRM in the paper). Transformers finds that token as the rightmost position whose id
+  differs from ``config.pad_token_id``; we pad on the right and, for each batch, pad with an id that does not occur
+  among the batch's real tokens, so that position is exactly each text's last real token whatever the tokenizer's
+  padding side or its pad/eos choice. Batched scores therefore equal one-by-one scores.
+- ``token``: ``AutoModelForTokenClassification`` (the FineGrainedRLHF Longformer relevance/factuality models);
+  ``token_logits`` returns each text's logits with the fast tokenizer's character offsets, so a scorer can read the
+  logits at the token covering any character.
+
+Inputs longer than ``max_length`` are truncated on the *left*: the response, at the end of the template, is what a
+reward model must see.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from alarm_pl.models.loading import quantization_config, torch_dtype_from_str
+
+HeadKind = Literal["sequence", "token"]
+ULTRARM_TEMPLATE = "Human: {prompt}\nAssistant: {response}"
+# UltraRM checkpoints name their linear head ``regression_head``; Llama's sequence classifier calls it ``score``.
+ULTRARM_KEY_MAPPING = {r"^regression_head": "score"}
+_PLACEHOLDER = re.compile(r"\{(prompt|response|reference)\}")
+
+
+class TokenLogits(NamedTuple):
+    """One text's token-classification output.
+
+    Attributes:
+        logits: (L, C) float32 logits of the L real tokens.
+        offsets: (L, 2) long character span ``[start, end)`` of each token in the formatted text (``(0, 0)`` for
+            special tokens).
+    """
+
+    logits: Tensor
+    offsets: Tensor
+
+
+def format_template(template: str, prompt: str, response: str, reference: Optional[str] = None) -> tuple[str, int]:
+    """Fill ``{prompt}``, ``{response}`` and ``{reference}`` in ``template`` (other braces are left as they are).
+
+    Returns:
+        The filled text and the character offset where the (last) ``{response}`` starts in it.
+
+    Raises:
+        ValueError: the template has no ``{response}``, or uses ``{reference}`` while ``reference`` is None.
+    """
+    values = {"prompt": prompt, "response": response, "reference": reference}
+    pieces, cursor, response_start = [], 0, -1
+    for match in _PLACEHOLDER.finditer(template):
+        pieces.append(template[cursor:match.start()])
+        value = values[match.group(1)]
+        if value is None:
+            raise ValueError(f"template {template!r} uses {{reference}} but this example has no reference")
+        if match.group(1) == "response":
+            response_start = sum(len(piece) for piece in pieces)
+        pieces.append(value)
+        cursor = match.end()
+    if response_start < 0:
+        raise ValueError(f"template {template!r} must contain the placeholder {{response}}")
+    pieces.append(template[cursor:])
+    return "".join(pieces), response_start
+
+
+def unused_token_id(ids: Tensor, mask: Tensor, preferred: int) -> int:
+    """An id that does not occur among the real tokens: ``preferred`` if possible, else the smallest free id.
+
+    Args:
+        ids: (B, L) token ids.
+        mask: (B, L) attention mask, nonzero on real tokens.
+        preferred: the tokenizer's pad id.
+    """
+    real = set(ids[mask.bool()].tolist())
+    if preferred not in real:
+        return preferred
+    return next(i for i in range(len(real) + 1) if i not in real)
+
+
+def model_input_limit(model: "torch.nn.Module", tokenizer) -> int:
+    """The most tokens the model accepts: its position table size (GPT-2 ``n_positions``, others
+    ``max_position_embeddings``; RoBERTa-style models, Longformer included, reserve ``pad_token_id + 1`` of its
+    rows) or the tokenizer's ``model_max_length``, whichever is known and smaller."""
+    config = model.config
+    limits = [getattr(config, key, None) for key in ("n_positions", "max_position_embeddings")]
+    if ("roberta" in config.model_type or config.model_type == "longformer") and limits[1]:
+        limits[1] -= (config.pad_token_id or 0) + 1
+    limits.append(getattr(tokenizer, "model_max_length", None))
+    known = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
+    return min(known) if known else 1_000_000
+
+
+class FrozenRewardModel:
+    """A frozen reward model and its tokenizer: no gradients, eval mode, fixed template.
+
+    Args:
+        model: a loaded ``*ForSequenceClassification`` (one output) or ``*ForTokenClassification``.
+        tokenizer: its tokenizer (fast for ``kind="token"``); its padding/truncation sides are set here.
+        kind: ``sequence`` or ``token`` (see the module docstring).
+        template: the model's input with ``{prompt}``, ``{response}`` and optionally ``{reference}``.
+        batch_size: texts per forward pass.
+        max_length: tokens per text, capped at ``model_input_limit``; longer texts lose their beginning.
+    """
+
+    def __init__(self, model: "torch.nn.Module", tokenizer, kind: HeadKind = "sequence",
+                 template: str = ULTRARM_TEMPLATE, batch_size: int = 8, max_length: int = 1024) -> None:
+        format_template(template, "", "", "")  # validates the template now, not at the first batch
+        if kind not in ("sequence", "token"):
+            raise ValueError(f"reward model kind must be 'sequence' or 'token', got {kind!r}")
+        if kind == "sequence" and model.config.num_labels != 1:
+            raise ValueError(f"a sequence reward model needs exactly one output (regression head), this one has "
+                             f"num_labels={model.config.num_labels}")
+        if kind == "token" and not getattr(tokenizer, "is_fast", False):
+            raise ValueError("a token-classification reward model needs a fast tokenizer (character offsets)")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        tokenizer.padding_side, tokenizer.truncation_side = "right", "left"
+        model.config.pad_token_id = tokenizer.pad_token_id
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer, self.kind, self.template = tokenizer, kind, template
+        self.batch_size, self.max_length = int(batch_size), min(int(max_length), model_input_limit(model, tokenizer))
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str, kind: HeadKind = "sequence", template: str = ULTRARM_TEMPLATE,
+                        batch_size: int = 8, max_length: int = 1024, quantization_bits: Optional[int] = None,
+                        dtype: str = "float32", device: "str | torch.device" = "cpu", what: str = "model_name_or_path",
+                        key_mapping: Optional[dict[str, str]] = None, allow_cpu_quantization: bool = False,
+                        ) -> "FrozenRewardModel":
+        """Load model and tokenizer from a local directory or the hub (``loading.resolve_pretrained``).
+
+        Args:
+            model_name_or_path: local directory, hub id or ``tiny:<name>`` asset (``alarm_pl.tiny``).
+            kind, template, batch_size, max_length: see the class.
+            quantization_bits: 4, 8 or None (``loading.quantization_config``); quantized models are placed on
+                ``device`` by bitsandbytes.
+            dtype: ``float32``, ``bfloat16``, ``float16`` or ``auto``.
+            device: where the model runs.
+            what: the config key of ``model_name_or_path``, for error messages.
+            key_mapping: regexes renaming checkpoint weights (``ULTRARM_KEY_MAPPING`` for UltraRM).
+            allow_cpu_quantization: quantize without CUDA (tests).
+
+        Raises:
+            FileNotFoundError, HubUnavailableError: see ``loading.resolve_pretrained``.
+            ValueError: weights missing from the checkpoint (e.g. an untrained head), or the wrong head size.
+        """
+        from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+        from alarm_pl.tiny import resolve_model_path
+
+        path = resolve_model_path(model_name_or_path, what)
+        auto = AutoModelForSequenceClassification if kind == "sequence" else AutoModelForTokenClassification
+        kwargs: dict = {"dtype": torch_dtype_from_str(dtype), "output_loading_info": True}
+        if kind == "sequence":  # configs of custom reward heads (UltraRM) omit num_labels, whose default is 2
+            kwargs["num_labels"] = 1
+        quant = quantization_config(quantization_bits, allow_cpu=allow_cpu_quantization)
+        if quant is not None:
+            kwargs.update(quantization_config=quant, device_map={"": str(device)})
+        if key_mapping:
+            kwargs["key_mapping"] = key_mapping
+        try:
+            model, info = auto.from_pretrained(path, **kwargs)
+        except (RuntimeError, ValueError) as err:  # e.g. a head of another size than one output
+            raise ValueError(f"{what}: {model_name_or_path!r} could not be loaded as a {kind} reward model"
+                             f"{' (one regression output)' if kind == 'sequence' else ''}: {err}") from err
+        if info.get("missing_keys"):
+            missing = sorted(info["missing_keys"])
+            raise ValueError(
+                f"{what}: {model_name_or_path!r} lacks weights {missing[:5]} for a {kind} reward model, so they would "
+                f"be random; check the head type, or pass key_mapping for a renamed head (UltraRM: "
+                f"{ULTRARM_KEY_MAPPING})")
+        if quant is None:
+            model = model.to(device)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return cls(model, tokenizer, kind=kind, template=template, batch_size=batch_size, max_length=max_length)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def format(self, prompts: list[str], responses: list[str],
+               references: Optional[list[Optional[str]]] = None) -> list[tuple[str, int]]:
+        """The template filled for each example: (text, character offset of the response in it)."""
+        references = references if references is not None else [None] * len(responses)
+        return [format_template(self.template, p, r, ref) for p, r, ref in zip(prompts, responses, references)]
+
+    def _encode(self, texts: list[str], max_length: int, offsets: bool = False):
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
+                              return_offsets_mapping=offsets)
+
+    @torch.no_grad()
+    def score_texts(self, texts: list[str], batch_size: Optional[int] = None,
+                    max_length: Optional[int] = None) -> Tensor:
+        """Scalar reward of each (already formatted) text.
+
+        Returns:
+            (B,) float32 on CPU, the regression head read at each text's last real token.
+        """
+        if self.kind != "sequence":
+            raise ValueError("score_texts needs a sequence reward model (kind='sequence')")
+        size = batch_size or self.batch_size
+        scores = []
+        for start in range(0, len(texts), size):
+            enc = self._encode(texts[start:start + size], max_length or self.max_length)
+            mask = enc["attention_mask"]  # (b, L)
+            pad_id = unused_token_id(enc["input_ids"], mask, self.tokenizer.pad_token_id)
+            ids = enc["input_ids"].masked_fill(mask == 0, pad_id)  # (b, L)
+            self.model.config.pad_token_id = pad_id
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+            scores.append(out.logits[:, 0].float().cpu())  # (b,)
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        return torch.cat(scores) if scores else torch.zeros(0)
+
+    @torch.no_grad()
+    def token_logits(self, texts: list[str], batch_size: Optional[int] = None,
+                     max_length: Optional[int] = None) -> list[TokenLogits]:
+        """Per-token logits and character offsets of each (already formatted) text; see ``TokenLogits``."""
+        if self.kind != "token":
+            raise ValueError("token_logits needs a token-classification reward model (kind='token')")
+        size = batch_size or self.batch_size
+        results: list[TokenLogits] = []
+        for start in range(0, len(texts), size):
+            enc = self._encode(texts[start:start + size], max_length or self.max_length, offsets=True)
+            mask = enc["attention_mask"]  # (b, L)
+            out = self.model(input_ids=enc["input_ids"].to(self.device), attention_mask=mask.to(self.device))
+            logits = out.logits.float().cpu()  # (b, L, C)
+            for row, length in enumerate(mask.sum(dim=1).tolist()):
+                results.append(TokenLogits(logits[row, :length], enc["offset_mapping"][row, :length].long()))
+        return results

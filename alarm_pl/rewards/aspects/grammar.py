@@ -1,0 +1,196 @@
+"""Grammar aspect: LanguageTool matches as dense token penalties (the paper's MT aspect, "grammar error rate").
+
+Every real response token gets ``correct_value`` (0); tokens overlapping a LanguageTool match get ``error_value``
+(−1); all real tokens are placed. The metric is the number of matches per response token (lower is better).
+
+Backends:
+- ``http`` (default): a running LanguageTool server's public ``/v2/check`` API (``POST`` form fields ``text``,
+  ``language``, ``disabledRules``; JSON reply ``{"matches": [{"offset", "length", "rule": {"id"}}]}``), called with
+  the standard library (urllib) from a thread pool, with a timeout per request and retries with exponential backoff.
+  Start a server with e.g. ``java -cp languagetool-server.jar org.languagetool.server.HTTPServer --port 8081``
+  or the ``erikvl87/languagetool`` Docker image.
+- ``local``: ``language_tool_python.LanguageTool``, which downloads LanguageTool on first use (this fails offline;
+  the error says to run a server and use the ``http`` backend). Calls are sequential (the library keeps per-call
+  state in class attributes).
+
+A server that cannot be reached raises ``ScorerError`` naming the scorer and the URL — never a silent zero.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, Optional
+
+import torch
+
+from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScoringInput, Shaping
+
+Span = tuple[int, int]
+
+
+def utf16_to_index(text: str, offsets: list[int]) -> list[int]:
+    """Convert UTF-16 code-unit offsets (LanguageTool is Java) to Python string indices of ``text``.
+
+    Characters outside the Basic Multilingual Plane (emoji) take two UTF-16 units but one Python index.
+    """
+    if all(ord(ch) <= 0xFFFF for ch in text):
+        return list(offsets)
+    unit_to_index, units = {}, 0
+    for index, ch in enumerate(text):
+        unit_to_index[units] = index
+        units += 2 if ord(ch) > 0xFFFF else 1
+    unit_to_index[units] = len(text)
+    return [unit_to_index.get(offset, len(text)) for offset in offsets]
+
+
+def match_spans(text: str, matches: list[dict]) -> list[Span]:
+    """Character spans ``[start, end)`` in ``text`` of LanguageTool JSON matches (UTF-16 offsets converted)."""
+    starts = utf16_to_index(text, [m["offset"] for m in matches])
+    ends = utf16_to_index(text, [m["offset"] + m["length"] for m in matches])
+    return list(zip(starts, ends))
+
+
+def grammar_values(token_spans: list[Span], error_spans: list[Span], length: int, correct_value: float,
+                   error_value: float) -> torch.Tensor:
+    """Per-token grammar values of one response.
+
+    Args:
+        token_spans: the response's ``length`` token character spans.
+        error_spans: character spans of the grammar errors.
+        length: T, the row length of the batch.
+        correct_value, error_value: the values of clean and of erroneous tokens.
+
+    Returns:
+        (T,) float32: ``correct_value`` on the real tokens, ``error_value`` on those overlapping an error span,
+        0 on padding.
+    """
+    from alarm_pl.rewards.align import tokens_overlapping
+
+    values = torch.zeros(length, dtype=torch.float32)  # (T,)
+    values[:len(token_spans)] = correct_value
+    for start, end in error_spans:
+        for token in tokens_overlapping(token_spans, start, end):
+            values[token] = error_value
+    return values
+
+
+class GrammarScorer(Scorer):
+    """LanguageTool grammar errors as dense token rewards (see the module docstring).
+
+    Args:
+        backend: ``http`` (a LanguageTool server at ``url``) or ``local`` (``language_tool_python``).
+        url: the server's API root, ending in ``/v2``.
+        language: LanguageTool language code of the responses (the paper: ``en-US``).
+        correct_value: value of every token outside a match (the paper: 0).
+        error_value: value of tokens overlapping a match (the paper: −1).
+        timeout: seconds per HTTP request.
+        retries: further attempts after a failed request (connection error, timeout, HTTP 5xx or 429).
+        backoff: seconds before the first retry, doubled before each further one.
+        max_concurrency: parallel HTTP requests.
+        disabled_rules: LanguageTool rule ids to ignore (e.g. ``["WHITESPACE_RULE"]``).
+        name, weight, normalizer, shaping: see ``Scorer``.
+    """
+
+    default_name = "grammar"
+
+    def __init__(self, backend: Literal["http", "local"] = "http", url: str = "http://localhost:8081/v2",
+                 language: str = "en-US", correct_value: float = 0.0, error_value: float = -1.0, timeout: float = 10.0,
+                 retries: int = 3, backoff: float = 0.5, max_concurrency: int = 4,
+                 disabled_rules: Optional[list[str]] = None, name: Optional[str] = None, weight: float = 1.0,
+                 normalizer: Optional[torch.nn.Module] = None, shaping: Shaping = "sigmoid") -> None:
+        super().__init__(name=name, weight=weight, normalizer=normalizer, shaping=shaping)
+        if backend not in ("http", "local"):
+            raise ValueError(f"scorer {self.name!r}: backend must be 'http' or 'local', got {backend!r}")
+        if retries < 0 or max_concurrency < 1 or timeout <= 0:
+            raise ValueError(f"scorer {self.name!r}: need retries >= 0, max_concurrency >= 1 and timeout > 0")
+        self.backend, self.url, self.language = backend, url.rstrip("/"), language
+        self.correct_value, self.error_value = float(correct_value), float(error_value)
+        self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
+        self.max_concurrency = int(max_concurrency)
+        self.disabled_rules = list(disabled_rules or [])
+        self._tool = None
+
+    def setup(self, device: torch.device) -> None:
+        """``http``: check that the server answers (``GET /languages``); ``local``: start LanguageTool."""
+        if self.backend == "http":
+            self._request(f"{self.url}/languages", data=None)
+            return
+        try:
+            import language_tool_python
+
+            self._tool = language_tool_python.LanguageTool(self.language)
+            self._tool.disabled_rules.update(self.disabled_rules)
+        except Exception as err:  # noqa: BLE001 - download, Java and server start-up fail in many ways
+            raise ScorerError(
+                f"scorer {self.name!r}: the local LanguageTool backend could not start ({type(err).__name__}: "
+                f"{err}); it downloads LanguageTool on first use, which needs network access. Run a LanguageTool "
+                f"server instead and use backend: http with url: http://HOST:PORT/v2") from err
+
+    def teardown(self) -> None:
+        if self._tool is not None:
+            self._tool.close()
+            self._tool = None
+
+    def _request(self, url: str, data: Optional[bytes]) -> dict | list:
+        """One HTTP call with retries and backoff; the decoded JSON reply.
+
+        Raises:
+            ScorerError: after the last failed attempt, or at once on a client error (HTTP 4xx other than 429).
+        """
+        last = "no attempt"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=self.timeout) as reply:
+                    return json.loads(reply.read().decode("utf-8"))
+            except urllib.error.HTTPError as err:
+                last = f"HTTP {err.code}: {err.read().decode('utf-8', 'replace')[:200]}"
+                if 400 <= err.code < 500 and err.code != 429:
+                    break
+            except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
+                last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+        raise ScorerError(f"scorer {self.name!r}: LanguageTool request to {url} failed after {attempt + 1} "
+                          f"attempt(s) (timeout {self.timeout:g} s): {last}. Is a LanguageTool server running there?")
+
+    def _check_http(self, text: str) -> list[Span]:
+        """Error spans of one text from the server (no request for blank text)."""
+        if not text.strip():
+            return []
+        form = {"text": text, "language": self.language}
+        if self.disabled_rules:
+            form["disabledRules"] = ",".join(self.disabled_rules)
+        reply = self._request(f"{self.url}/check", data=urllib.parse.urlencode(form).encode("utf-8"))
+        return match_spans(text, reply["matches"])
+
+    def _check_local(self, text: str) -> list[Span]:
+        """Error spans of one text from ``language_tool_python`` (which already converts its offsets)."""
+        if self._tool is None:
+            raise ScorerError(f"scorer {self.name!r}: call setup() before score()")
+        if not text.strip():
+            return []
+        return [(m.offset, m.offset + m.error_length) for m in self._tool.check(text)]
+
+    def check(self, texts: list[str]) -> list[list[Span]]:
+        """Character spans of the grammar errors of each text (HTTP requests run in parallel)."""
+        if self.backend == "local":
+            return [self._check_local(text) for text in texts]
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            return list(pool.map(self._check_http, texts))
+
+    def score(self, inputs: ScoringInput) -> Score:
+        """Values (B, T): ``correct_value`` on real tokens, ``error_value`` on error tokens; metric: errors/token."""
+        mask = inputs.response_mask.bool()  # (B, T)
+        spans = self.check(inputs.responses)
+        rows = [grammar_values(inputs.token_spans[i], spans[i], mask.shape[1], self.correct_value, self.error_value)
+                for i in range(len(inputs))]
+        values = torch.stack(rows).to(mask.device) if rows else torch.zeros(mask.shape)  # (B, T)
+        counts = torch.tensor([float(len(s)) for s in spans], device=mask.device)  # (B,)
+        metric = counts / inputs.lengths.clamp(min=1).float()  # (B,) empty responses: 0 / 1 = 0
+        return Score(values=values * mask, placed=mask, metric=metric, higher_is_better=False)

@@ -1,0 +1,102 @@
+"""Shared by ``bench_alarm.py`` and ``bench_trl.py`` (which run in different virtual environments): the per-rollout
+record, the summary statistics, the printed table and the JSON line. Standard library only.
+
+A *rollout* is one PPO step: generate B responses → reference/old log-probs and values → score → PPO epochs.
+Phase names are the trainer's: ``generate``, ``reference``, ``score``, ``update``; ``other`` is the part of a
+rollout's wall time that no phase covers (data loading, reward composition, logging, callbacks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+from dataclasses import dataclass, field
+
+PHASES = ("generate", "reference", "score", "update")
+JSON_PREFIX = "BENCH_JSON "
+
+
+@dataclass
+class RolloutTiming:
+    """One measured rollout.
+
+    Attributes:
+        total: wall seconds from the end of the previous rollout to the end of this one.
+        phases: seconds per phase name (a subset of ``PHASES``).
+        episodes: prompts (responses) in the rollout.
+        response_tokens: real response tokens generated in the rollout (summed over the batch).
+    """
+
+    total: float
+    phases: dict[str, float] = field(default_factory=dict)
+    episodes: int = 0
+    response_tokens: int = 0
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if platform.system() == "Darwin" else rss / 1024.0
+
+
+def summarise(trainer: str, rollouts: list[RolloutTiming], warmup: int, extra: dict | None = None) -> dict:
+    """Aggregate measured rollouts into the numbers the README reports.
+
+    Args:
+        trainer: name shown in the table (``alarm_pl`` or ``trl``).
+        rollouts: the measured rollouts (warm-up ones already dropped); at least one.
+        warmup: how many rollouts ran before them (reported only).
+        extra: more fields for the JSON line (versions, settings).
+
+    Returns:
+        A JSON-serialisable dict: totals, episodes/s and tokens/s over the whole measured span, per-phase mean and
+        median seconds per rollout (``other`` = total − the phases measured), peak RSS in MiB.
+    """
+    if not rollouts:
+        raise ValueError(f"{trainer}: no measured rollouts (need at least one after the {warmup} warm-up rollouts)")
+    wall = sum(r.total for r in rollouts)
+    episodes = sum(r.episodes for r in rollouts)
+    tokens = sum(r.response_tokens for r in rollouts)
+    phase_names = [p for p in PHASES if any(p in r.phases for r in rollouts)]
+    per_phase = {p: [r.phases.get(p, 0.0) for r in rollouts] for p in phase_names}
+    per_phase["other"] = [r.total - sum(r.phases.values()) for r in rollouts]
+    per_phase["total"] = [r.total for r in rollouts]
+    return {
+        "trainer": trainer, "rollouts": len(rollouts), "warmup": warmup, "wall_s": wall,
+        "episodes": episodes, "response_tokens": tokens,
+        "episodes_per_s": episodes / wall, "tokens_per_s": tokens / wall,
+        "phase_mean_s": {p: statistics.fmean(v) for p, v in per_phase.items()},
+        "phase_median_s": {p: statistics.median(v) for p, v in per_phase.items()},
+        "peak_rss_mib": peak_rss_mib(), "threads": _threads(), **(extra or {}),
+    }
+
+
+def _threads() -> int:
+    try:
+        import torch
+
+        return torch.get_num_threads()
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def format_table(summary: dict) -> str:
+    """A small fixed-width table of one summary: phase | mean s | median s | share of the rollout."""
+    mean, median = summary["phase_mean_s"], summary["phase_median_s"]
+    total = mean["total"] or 1.0
+    lines = [f"{summary['trainer']}: {summary['rollouts']} rollouts after {summary['warmup']} warm-up",
+             f"{'phase':<10} {'mean s':>8} {'median s':>9} {'share':>6}"]
+    for phase, seconds in mean.items():
+        lines.append(f"{phase:<10} {seconds:>8.3f} {median[phase]:>9.3f} {100 * seconds / total:>5.1f}%")
+    lines.append(f"episodes/s {summary['episodes_per_s']:.2f}   response tokens/s {summary['tokens_per_s']:.1f}   "
+                 f"peak RSS {summary['peak_rss_mib']:.0f} MiB   torch threads {summary['threads']}")
+    return "\n".join(lines)
+
+
+def report(summary: dict) -> None:
+    """Print the table, then the summary as one ``BENCH_JSON {...}`` line (what ``run_all.sh`` parses)."""
+    print(format_table(summary), flush=True)
+    print(JSON_PREFIX + json.dumps(summary, sort_keys=True), flush=True)

@@ -208,9 +208,8 @@ class ALaRMModule(pl.LightningModule):
         entropy = F.masked_mean(out.entropy, mask)
         loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
         self.manual_backward(loss / cfg.gradient_accumulation_steps)
-        stats = {"loss/policy": pg_loss, "loss/value": vf_loss, "entropy": entropy}
-        stats.update({k: v for k, v in dict(pg_stats._asdict() if hasattr(pg_stats, "_asdict") else pg_stats).items()})
-        stats.update({k: v for k, v in dict(vf_stats._asdict() if hasattr(vf_stats, "_asdict") else vf_stats).items()})
+        stats = {"loss/policy": pg_loss, "loss/value": vf_loss, "entropy": entropy, **pg_stats._asdict(),
+                 **vf_stats._asdict()}
         return {k: v.detach().float() for k, v in stats.items()}
 
     def _should_stop(self, epoch_stats: list[dict[str, Tensor]]) -> bool:
@@ -309,6 +308,9 @@ class ALaRMModule(pl.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
                                     if k in trainable or k.startswith("rewards.normalizers.")}
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
+        # LightningCLI would merge saved hyper-parameters over the command line of `test --ckpt_path` (decoding,
+        # output paths); the YAML is the source of truth, so a checkpoint carries none.
+        checkpoint.pop("hyper_parameters", None)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.policy.load()

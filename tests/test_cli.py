@@ -70,8 +70,10 @@ def test_fit_resume_test_export(tmp_path):
     logged = [r for r in _metrics(tmp_path) if r.get("train/kl_coef")]
     assert float(logged[-1]["train/kl_coef"]) == pytest.approx(beta, rel=1e-6)  # β restored, not reset to β₀
 
-    tested = cli_main(["test", *_common(tmp_path), "--ckpt_path", ckpt])
+    tested = cli_main(["test", *_common(tmp_path), "--ckpt_path", ckpt, "--model.generations_dir",
+                       str(tmp_path / "gen")])  # the command line wins over anything in the checkpoint
     path = tested.model.eval_collector.last_path
+    assert Path(path).parent == tmp_path / "gen"
     lines = [json.loads(line) for line in open(path)]
     assert len(lines) == 12 and len({r["prompt"] for r in lines}) == 12  # one line per prompt, none twice
     assert {"prompt", "generation", "reference", "holistic", "aspects", "length", "run"} <= set(lines[0])

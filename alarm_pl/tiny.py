@@ -76,17 +76,32 @@ def ensure_tiny_asset(name: str, key: str = "model path") -> Path:
     target = cache_dir() / "tiny" / f"{name}-{digest}"
     if (target / "config.json").exists():
         return target
+    if _distributed_rank() > 0:  # transformers saves model files on rank 0 only: let rank 0 build, then read it
+        torch.distributed.barrier()
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         build_tiny_asset(spec, tmp)
+        if not (tmp / "config.json").exists() or not any(tmp.glob("*.safetensors")):
+            raise RuntimeError(f"building tiny:{name} in {tmp} wrote no complete model: {sorted(os.listdir(tmp))}")
         os.replace(tmp, target)
     except OSError:
         if not (target / "config.json").exists():  # a concurrent builder did not win either
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _distributed_rank() == 0:
+            torch.distributed.barrier()
     return target
+
+
+def _distributed_rank() -> int:
+    """This process's rank when a process group of several processes is running, else -1."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank()
+    return -1
 
 
 def build_tiny_asset(spec: TinySpec, out_dir: Path) -> None:

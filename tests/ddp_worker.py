@@ -44,8 +44,11 @@ def main(out_dir: str) -> None:
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=2, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=0, callbacks=[prompts])
-    trainer.fit(module, TinyMTDataModule(num_train=64, batch_size=4))
+    data = TinyMTDataModule(num_train=64, num_test=7, batch_size=4, eval_batch_size=2)
+    trainer.fit(module, data)
     weights = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+    module.eval_collector.generations_dir = os.path.join(out_dir, "generations")
+    trainer.test(module, data)  # 7 prompts on 2 ranks: the sampler pads one rank with a repeated prompt
     torch.save({"weights": weights, "prompts": prompts.prompts, "beta": module.kl_controller.value},
                os.path.join(out_dir, f"rank{trainer.global_rank}.pt"))
 

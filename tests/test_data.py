@@ -51,6 +51,8 @@ def test_tiny_task_is_deterministic_and_splits_differ():
     assert len(train) == 50 and len(val) == 10
     assert {r.prompt for r in val} - {r.prompt for r in train}  # not the same prompts
     assert all(r.prompt.startswith("translate Spanish to English: ") and r.reference for r in train)
+    test = TinyMTDataModule(num_test=600).load_split("test")
+    assert len({r.prompt for r in test}) == 600  # distinct: evaluation matches systems by prompt
 
 
 def test_europarl_split_sizes_and_seed():

@@ -2,12 +2,16 @@
 value heads are identical on both ranks although each rank saw different prompts (DESIGN.md, 'Several optimizer
 steps inside one training step')."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+from alarm_pl.data.prompts import TinyMTDataModule
 
 
 def _run_two_ranks(tmp_path, unsynced: bool):
@@ -28,11 +32,27 @@ def test_ranks_diverge_without_per_backward_sync(tmp_path):
     assert worst > 1e-4
 
 
-def test_adapters_identical_across_ranks_after_updates(tmp_path):
-    rank0, rank1 = _run_two_ranks(tmp_path, unsynced=False)
+@pytest.fixture(scope="module")
+def synced_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    return out, _run_two_ranks(out, unsynced=False)
+
+
+def test_adapters_identical_across_ranks_after_updates(synced_run):
+    _, (rank0, rank1) = synced_run
     assert set(rank0["prompts"]).isdisjoint(rank1["prompts"]), "ranks must see different prompts"
     changed = False
     for name, w0 in rank0["weights"].items():
         torch.testing.assert_close(w0, rank1["weights"][name], atol=1e-6, rtol=0, msg=f"{name} differs across ranks")
         changed |= bool("lora_B" in name and w0.abs().sum() > 0)
     assert changed, "the adapter never moved: no update happened"
+
+
+def test_generation_file_written_once_with_every_prompt(synced_run):
+    """Only rank 0 writes; the distributed sampler's padding duplicates are dropped, nothing is lost."""
+    out, _ = synced_run
+    files = list((out / "generations").glob("test-*.jsonl"))
+    assert len(files) == 1
+    prompts = [json.loads(line)["prompt"] for line in files[0].read_text().splitlines()]
+    expected = [r.prompt for r in TinyMTDataModule(num_test=7).load_split("test")]
+    assert prompts == expected  # each test prompt once, in split order

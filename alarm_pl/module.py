@@ -250,7 +250,6 @@ class ALaRMModule(pl.LightningModule):
     def _log_rollout(self, rollout: Rollout, stats: dict[str, float]) -> None:
         mask = rollout.response_mask
         logs = {f"train/{k}": v for k, v in {**rollout.stats, **stats}.items()}
-        logs["train/reward/total"] = float(rollout.rewards.sum(dim=1).mean())
         logs["train/holistic"] = float(rollout.holistic.mean())
         logs["train/holistic_raw"] = float(rollout.scores[rollout.holistic_name].oriented_metric.mean())
         for name, score in rollout.scores.items():

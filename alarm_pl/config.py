@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 Strategy = Literal["holistic_only", "aspect_only", "weighted_sum", "hierarchical"]

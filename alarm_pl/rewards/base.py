@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 Shaping = Literal["sigmoid", "identity"]
 
@@ -106,6 +106,18 @@ def last_token_mask(mask: Tensor) -> Tensor:
     return (positions == (lengths - 1).unsqueeze(1)) & (lengths > 0).unsqueeze(1)
 
 
+class Normalizer(nn.Module):
+    """Base class of normalisers (``alarm_pl.rewards.normalize``): ``forward(x)`` returns the normalised values (same
+    shape), ``update(x)`` feeds new values. Defined here so that ``Scorer`` can type its ``normalizer`` argument."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x: any shape. Returns: the normalised values, same shape and dtype."""
+        return x
+
+    def update(self, x: Tensor) -> None:
+        """Feed observed values (any shape; all elements count). The base class keeps no statistics."""
+
+
 class Scorer(ABC):
     """Base class of every reward scorer (holistic or aspect).
 
@@ -127,7 +139,7 @@ class Scorer(ABC):
         self,
         name: Optional[str] = None,
         weight: float = 1.0,
-        normalizer: Optional["torch.nn.Module"] = None,
+        normalizer: Optional[Normalizer] = None,
         shaping: Shaping = "sigmoid",
     ) -> None:
         self.name = name or self.default_name

@@ -19,23 +19,12 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
-from alarm_pl.rewards.base import Score, Shaping
+from alarm_pl.rewards.base import Normalizer, Score, Shaping  # noqa: F401 (Normalizer re-exported)
 
 if TYPE_CHECKING:
     from alarm_pl.rewards.base import Scorer
-
-
-class Normalizer(nn.Module):
-    """Base class: ``forward(x)`` returns the normalised values (same shape), ``update(x)`` feeds new values."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Args: x: any shape. Returns: the normalised values, same shape and dtype."""
-        return x
-
-    def update(self, x: Tensor) -> None:
-        """Feed observed values (any shape; all elements count). The base class keeps no statistics."""
 
 
 class FixedNormalizer(Normalizer):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
-from alarm_pl.rewards.base import Score, Scorer, ScoringInput, Shaping
-from alarm_pl.rewards.normalize import Normalizer
+from alarm_pl.rewards.base import Score, Scorer, ScoringInput
 
 
 class LanguageConfidenceScorer(Scorer):
@@ -23,10 +22,7 @@ class LanguageConfidenceScorer(Scorer):
             these only, which keeps memory and start-up small.
         low_accuracy: lingua's low-accuracy mode (trigram models only): faster and smaller, less reliable on very
             short texts.
-        name: the scorer's name in logs, selection and evaluation.
-        weight: w_k, this aspect's weight in the weighted sum.
-        normalizer: optional normalisation of the placed values (``alarm_pl.rewards.normalize``).
-        shaping: ``sigmoid`` (positive bonus) or ``identity``.
+        **kwargs: ``name``, ``weight``, ``normalizer``, ``shaping`` of ``Scorer``.
     """
 
     default_name = "language"
@@ -36,12 +32,9 @@ class LanguageConfidenceScorer(Scorer):
         target: str = "english",
         languages: Sequence[str] = ("english", "spanish"),
         low_accuracy: bool = False,
-        name: Optional[str] = None,
-        weight: float = 1.0,
-        normalizer: Optional[Normalizer] = None,
-        shaping: Shaping = "sigmoid",
+        **kwargs,
     ) -> None:
-        super().__init__(name=name, weight=weight, normalizer=normalizer, shaping=shaping)
+        super().__init__(**kwargs)
         languages = [lang.lower() for lang in languages]
         if target.lower() not in languages or len(set(languages)) < 2:
             raise ValueError(f"scorer {self.name!r}: languages must list at least two languages including the "

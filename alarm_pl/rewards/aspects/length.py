@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 
-from alarm_pl.rewards.base import Score, Scorer, ScoringInput, Shaping
-from alarm_pl.rewards.normalize import Normalizer
+from alarm_pl.rewards.base import Score, Scorer, ScoringInput
 
 
 class LengthScorer(Scorer):
@@ -23,10 +22,7 @@ class LengthScorer(Scorer):
         scale: divisor of the centred length (tokens per unit of value), > 0.
         higher_is_better: direction of the metric: True means longer responses are better (the reward-model bias that
             the paper's length candidate measured); False rewards shorter responses (the placed value is negated).
-        name: the scorer's name in logs, selection and evaluation.
-        weight: w_k, this aspect's weight in the weighted sum.
-        normalizer: optional normalisation of the placed values (``alarm_pl.rewards.normalize``).
-        shaping: ``sigmoid`` (positive bonus) or ``identity``.
+        **kwargs: ``name``, ``weight``, ``normalizer``, ``shaping`` of ``Scorer``.
     """
 
     default_name = "length"
@@ -36,12 +32,9 @@ class LengthScorer(Scorer):
         target_mean: Optional[float] = None,
         scale: float = 1.0,
         higher_is_better: bool = True,
-        name: Optional[str] = None,
-        weight: float = 1.0,
-        normalizer: Optional[Normalizer] = None,
-        shaping: Shaping = "sigmoid",
+        **kwargs,
     ) -> None:
-        super().__init__(name=name, weight=weight, normalizer=normalizer, shaping=shaping)
+        super().__init__(**kwargs)
         if scale <= 0:
             raise ValueError(f"scorer {self.name!r}: scale must be > 0, got {scale}")
         self.target_mean = target_mean

@@ -8,8 +8,7 @@ from typing import Callable, Optional
 
 import torch
 
-from alarm_pl.rewards.base import Score, Scorer, ScoringInput, Shaping
-from alarm_pl.rewards.normalize import Normalizer
+from alarm_pl.rewards.base import Score, Scorer, ScoringInput
 from alarm_pl.rewards.text import split_sentences, word_spans
 
 FK_SENTENCE_WEIGHT = 0.39
@@ -74,10 +73,7 @@ class ReadabilityScorer(Scorer):
     Args:
         higher_is_better: False (default): a lower grade is better and the value is −grade; True: the paper's
             orientation, the value is +grade.
-        name: the scorer's name in logs, selection and evaluation.
-        weight: w_k, this aspect's weight in the weighted sum.
-        normalizer: optional normalisation of the placed values (``alarm_pl.rewards.normalize``).
-        shaping: ``sigmoid`` (positive bonus) or ``identity``.
+        **kwargs: ``name``, ``weight``, ``normalizer``, ``shaping`` of ``Scorer``.
     """
 
     default_name = "readability"
@@ -85,12 +81,9 @@ class ReadabilityScorer(Scorer):
     def __init__(
         self,
         higher_is_better: bool = False,
-        name: Optional[str] = None,
-        weight: float = 1.0,
-        normalizer: Optional[Normalizer] = None,
-        shaping: Shaping = "sigmoid",
+        **kwargs,
     ) -> None:
-        super().__init__(name=name, weight=weight, normalizer=normalizer, shaping=shaping)
+        super().__init__(**kwargs)
         self.higher_is_better = higher_is_better
         self._syllables: Optional[SyllableCounter] = None
 

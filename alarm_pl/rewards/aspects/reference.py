@@ -3,12 +3,11 @@ with references (e.g. the tiny MT configuration)."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 
-from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScoringInput, Shaping
-from alarm_pl.rewards.normalize import Normalizer
+from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScoringInput
 
 
 class ReferenceScorer(Scorer):
@@ -22,10 +21,8 @@ class ReferenceScorer(Scorer):
             sacrebleu's default exponential smoothing).
         word_order: chrF only: word n-gram order (0 = chrF, 2 = chrF++).
         lowercase: compare case-insensitively.
-        name: the scorer's name in logs, selection and evaluation; defaults to the metric (``chrf`` / ``bleu``).
-        weight: w_k, this aspect's weight in the weighted sum (ignored when used as the holistic reward).
-        normalizer: optional normalisation of the placed values, or of the metric when holistic.
-        shaping: ``sigmoid`` (positive bonus) or ``identity``; ignored when holistic.
+        **kwargs: ``name`` (default: the metric, ``chrf`` / ``bleu``), ``weight``, ``normalizer``, ``shaping`` of
+            ``Scorer`` (weight and shaping are ignored when the scorer is the holistic reward).
 
     Raises:
         ScorerError: from ``score`` when a prompt has no reference (names the scorer and the prompt index).
@@ -38,12 +35,11 @@ class ReferenceScorer(Scorer):
         metric: Literal["chrf", "bleu"] = "chrf",
         word_order: int = 0,
         lowercase: bool = False,
-        name: Optional[str] = None,
-        weight: float = 1.0,
-        normalizer: Optional[Normalizer] = None,
-        shaping: Shaping = "sigmoid",
+        **kwargs,
     ) -> None:
-        super().__init__(name=name or metric, weight=weight, normalizer=normalizer, shaping=shaping)
+        super().__init__(**kwargs)
+        if not kwargs.get("name"):
+            self.name = metric
         if metric not in ("chrf", "bleu"):
             raise ValueError(f"scorer {self.name!r}: metric must be 'chrf' or 'bleu', got {metric!r}")
         if word_order < 0 or (word_order and metric != "chrf"):

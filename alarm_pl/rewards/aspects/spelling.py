@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 
 from alarm_pl.rewards.align import char_spans_to_token_mask, scatter_token_values
-from alarm_pl.rewards.base import Score, Scorer, ScoringInput, Shaping
-from alarm_pl.rewards.normalize import Normalizer
+from alarm_pl.rewards.base import Score, Scorer, ScoringInput
 from alarm_pl.rewards.text import word_spans
 
 
@@ -27,10 +25,7 @@ class SpellingScorer(Scorer):
         error_value: value placed on tokens overlapping a misspelled word.
         skip_acronyms: do not check all-uppercase words of two or more letters (``EU``, ``NATO``), which no
             dictionary lists.
-        name: the scorer's name in logs, selection and evaluation.
-        weight: w_k, this aspect's weight in the weighted sum.
-        normalizer: optional normalisation of the placed values (``alarm_pl.rewards.normalize``).
-        shaping: ``sigmoid`` (0 → 0.5, −1 → 0.27) or ``identity``.
+        **kwargs: ``name``, ``weight``, ``normalizer``, ``shaping`` of ``Scorer``.
     """
 
     default_name = "spelling"
@@ -41,12 +36,9 @@ class SpellingScorer(Scorer):
         correct_value: float = 0.0,
         error_value: float = -1.0,
         skip_acronyms: bool = True,
-        name: Optional[str] = None,
-        weight: float = 1.0,
-        normalizer: Optional[Normalizer] = None,
-        shaping: Shaping = "sigmoid",
+        **kwargs,
     ) -> None:
-        super().__init__(name=name, weight=weight, normalizer=normalizer, shaping=shaping)
+        super().__init__(**kwargs)
         self.language = language
         self.correct_value = float(correct_value)
         self.error_value = float(error_value)

@@ -24,12 +24,8 @@ def collect(module, dataloader, num_prompts: int) -> dict[str, torch.Tensor]:
     values: dict[str, list[torch.Tensor]] = {}
     seen = 0
     for batch in dataloader:
-        query_ids, query_mask = module.policy.tokenize_prompts(batch.prompts, module.max_prompt_length, module.device)
-        generated = module.policy.generate(query_ids, query_mask, module.generation_config,
-                                           module.generation_config.do_sample)
-        inputs = module.rewards.build_inputs(module.policy.tokenizer, batch.prompts, batch.references,
-                                             batch.metadata, *generated)
-        for name, score in module.rewards.score(inputs, update_normalizers=False).scores.items():
+        _, scored = module.generate_and_score(batch, module.generation_config.do_sample)  # the rollout decoding
+        for name, score in scored.scores.items():
             raw = score.oriented_metric if name == module.rewards.holistic_scorer.name else score.values[score.placed]
             values.setdefault(name, []).append(raw.detach().float().cpu())
         seen += len(batch)

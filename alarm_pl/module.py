@@ -27,11 +27,11 @@ from alarm_pl.callbacks.selection import AspectSelection, SelectionConfig
 from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig
 from alarm_pl.data.prompts import PromptBatch
 from alarm_pl.evaluation import EvalCollector
-from alarm_pl.models.policy import Policy
+from alarm_pl.models.policy import Generation, Policy
 from alarm_pl.ppo import functional as F
 from alarm_pl.ppo.kl import AdaptiveKLController, FixedKLController
-from alarm_pl.rewards.base import Score, Scorer
-from alarm_pl.rewards.pipeline import RewardPipeline
+from alarm_pl.rewards.base import Score, Scorer, ScoringInput
+from alarm_pl.rewards.pipeline import RewardPipeline, ScoredBatch
 from alarm_pl.rollout import Rollout
 
 KLController = Union[AdaptiveKLController, FixedKLController]
@@ -74,9 +74,6 @@ class ALaRMModule(pl.LightningModule):
         self.eval_collector = EvalCollector(generations_dir)
 
     # ------------------------------------------------------------------ Lightning hooks
-    def configure_model(self) -> None:
-        self.policy.load()
-
     def setup(self, stage: str) -> None:
         self.policy.load()
         self.rewards.setup(self.device)
@@ -100,7 +97,8 @@ class ALaRMModule(pl.LightningModule):
         strategy = type(self.trainer.strategy).__name__
         if strategy not in ("SingleDeviceStrategy", "DDPStrategy"):
             raise RuntimeError(f"trainer.strategy: {strategy} is not supported yet; use a single device or 'ddp' "
-                               "(gradients of the several optimizer steps per rollout are reduced by this module)")
+                               "(the only strategy whose per-backward gradient sync under several optimizer steps "
+                               "per rollout is tested)")
         if "16-mixed" == str(self.trainer.precision):
             raise RuntimeError("trainer.precision=16-mixed is not supported (PPO's inner optimizer steps bypass the "
                                "loss scaler); use bf16-mixed or 32-true")
@@ -136,9 +134,8 @@ class ALaRMModule(pl.LightningModule):
         times["time/reference"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        inputs = self.rewards.build_inputs(self.policy.tokenizer, batch.prompts, batch.references, batch.metadata,
-                                           response_ids, response_mask)
-        scored = self.rewards.score(inputs)
+        inputs, scored = self._decode_and_score(batch.prompts, batch.references, batch.metadata, generated,
+                                                update_normalizers=True)
         times["time/score"] = time.perf_counter() - start
         return Rollout(query_ids, query_mask, response_ids, response_mask, inputs, old.logprobs, ref_logprobs,
                        old.values, scored.scores, self.rewards.holistic_scorer.name, scored.holistic,
@@ -147,10 +144,22 @@ class ALaRMModule(pl.LightningModule):
     def score_greedy(self, rollout: Rollout) -> tuple[Tensor, dict[str, Score]]:
         """Greedy responses to the rollout's prompts, scored: (H (B,), {aspect: raw Score}). Used for selection."""
         generated = self.policy.generate(rollout.query_ids, rollout.query_mask, self.generation_config, do_sample=False)
-        inputs = self.rewards.build_inputs(self.policy.tokenizer, rollout.inputs.prompts, rollout.inputs.references,
-                                           rollout.inputs.metadata, *generated)
-        scored = self.rewards.score(inputs, update_normalizers=False)
+        _, scored = self._decode_and_score(rollout.inputs.prompts, rollout.inputs.references, rollout.inputs.metadata,
+                                           generated, update_normalizers=False)
         return scored.holistic, {name: scored.scores[name] for name in self.rewards.aspect_names}
+
+    def generate_and_score(self, batch: PromptBatch, do_sample: bool) -> tuple[ScoringInput, ScoredBatch]:
+        """Responses to a prompt batch with the given decoding, scored without touching running normalisers
+        (evaluation, calibration)."""
+        query_ids, query_mask = self.policy.tokenize_prompts(batch.prompts, self.max_prompt_length, self.device)
+        generated = self.policy.generate(query_ids, query_mask, self.generation_config, do_sample)
+        return self._decode_and_score(batch.prompts, batch.references, batch.metadata, generated,
+                                      update_normalizers=False)
+
+    def _decode_and_score(self, prompts, references, metadata, generated: Generation,
+                          update_normalizers: bool) -> tuple[ScoringInput, ScoredBatch]:
+        inputs = self.rewards.build_inputs(self.policy.tokenizer, prompts, references, metadata, *generated)
+        return inputs, self.rewards.score(inputs, update_normalizers=update_normalizers)
 
     # ------------------------------------------------------------------ PPO
     def ppo_update(self, rollout: Rollout) -> dict[str, float]:
@@ -268,12 +277,7 @@ class ALaRMModule(pl.LightningModule):
         self._evaluation_step(batch, "test")
 
     def _evaluation_step(self, batch: PromptBatch, stage: str) -> None:
-        query_ids, query_mask = self.policy.tokenize_prompts(batch.prompts, self.max_prompt_length, self.device)
-        generated = self.policy.generate(query_ids, query_mask, self.generation_config,
-                                         self.generation_config.eval_do_sample)
-        inputs = self.rewards.build_inputs(self.policy.tokenizer, batch.prompts, batch.references, batch.metadata,
-                                           *generated)
-        scored = self.rewards.score(inputs, update_normalizers=False)
+        inputs, scored = self.generate_and_score(batch, self.generation_config.eval_do_sample)
         self.eval_collector.add(batch, inputs, scored, self.rewards)
         size = len(batch)
         self.log(f"{stage}/holistic", scored.holistic.mean(), sync_dist=True, batch_size=size)

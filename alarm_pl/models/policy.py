@@ -10,6 +10,8 @@ Tensor conventions: ``query_ids`` (B, P) are left-padded for causal policies and
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
 from typing import Iterator, NamedTuple
 
 import torch
@@ -98,8 +100,6 @@ class Policy(nn.Module):
         if self.config.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         if self.config.lora_r == 0:  # full fine-tuning: the reference is a frozen copy of the starting weights
-            import copy
-
             self.reference_model = copy.deepcopy(model).requires_grad_(False).eval()
         self.model = self._adapt(model)
         hidden = hf_config.get_text_config().hidden_size if hasattr(hf_config, "get_text_config") else hf_config.hidden_size
@@ -219,15 +219,14 @@ class Policy(nn.Module):
     def export(self, out_dir: str, merged: bool = False) -> None:
         """Write a standard peft adapter directory (plus ``value_head.pt`` and the tokenizer); ``merged`` also
         writes the merged full model under ``out_dir/merged`` loadable by plain ``transformers``."""
-        import os
-
         os.makedirs(out_dir, exist_ok=True)
-        self.model.save_pretrained(out_dir, selected_adapters=["default"]) if self.config.lora_r else self.model.save_pretrained(out_dir)
+        if self.config.lora_r:
+            self.model.save_pretrained(out_dir, selected_adapters=["default"])
+        else:
+            self.model.save_pretrained(out_dir)
         self.tokenizer.save_pretrained(out_dir)
         torch.save(self.value_head.state_dict(), os.path.join(out_dir, "value_head.pt"))
         if merged and self.config.lora_r:
-            import copy
-
             merged_model = copy.deepcopy(self.model).merge_and_unload()
             merged_model.save_pretrained(os.path.join(out_dir, "merged"))
             self.tokenizer.save_pretrained(os.path.join(out_dir, "merged"))

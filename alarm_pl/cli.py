@@ -1,7 +1,13 @@
 """The command line: ``python -m alarm_pl fit|validate|test --config configs/X.yaml`` (LightningCLI).
 
-Every argument of ``ALaRMModule`` and of the chosen DataModule is typed and documented; ``--help`` lists them and
-``--print_config`` shows the resolved configuration. Components are chosen by ``class_path``.
+The LightningModule is chosen by the config's ``model.class_path`` (``alarm_pl.module.ALaRMModule`` for PPO with
+hierarchical rewards) and the DataModule by ``data.class_path``. Every argument is typed and documented:
+``fit --model.help alarm_pl.module.ALaRMModule`` lists a module's arguments, ``--print_config`` shows the resolved
+configuration, and dotted overrides reach ``init_args`` directly (``--model.ppo.clip_range 0.1``).
+
+The optimizer is an argument of the module (``model.optimizer``), built over the trainable parameters only;
+LightningCLI's own top-level ``--optimizer``/``--lr_scheduler`` are switched off, because an optimizer built over
+every parameter of a LoRA policy would have nothing to train.
 """
 
 from __future__ import annotations
@@ -9,13 +15,12 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningCLI
-
-from alarm_pl.module import ALaRMModule
 
 
 class ALaRMCLI(LightningCLI):
-    """LightningCLI with the project's module fixed and any LightningDataModule selectable by ``class_path``."""
+    """LightningCLI with the LightningModule and the LightningDataModule both chosen by ``class_path``."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--export_dir", type=Optional[str], default=None,
@@ -30,9 +35,9 @@ def cli_main(args: Optional[list[str]] = None, run: bool = True) -> ALaRMCLI:
     from jsonargparse import set_parsing_settings
 
     set_parsing_settings(docstring_parse_attribute_docstrings=True)  # dataclass field docstrings become --help
-    cli = ALaRMCLI(ALaRMModule, datamodule_class=None, subclass_mode_data=True, args=args, run=run,
-                   save_config_kwargs={"overwrite": True}, parser_kwargs={"parser_mode": "omegaconf"}
-                   if _has_omegaconf() else None)
+    cli = ALaRMCLI(pl.LightningModule, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
+                   args=args, run=run, auto_configure_optimizers=False, save_config_kwargs={"overwrite": True},
+                   parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None)
     if run and cli.subcommand == "fit":
         export_dir = cli.config["fit"].get("export_dir")
         if export_dir and cli.trainer.is_global_zero:

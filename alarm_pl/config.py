@@ -121,3 +121,52 @@ class PPOConfig:
     def __post_init__(self) -> None:
         if self.ppo_epochs < 1 or self.num_minibatches < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("model.ppo: ppo_epochs, num_minibatches and gradient_accumulation_steps must be >= 1")
+
+
+@dataclass
+class SelectionConfig:
+    """Which aspect rewards are active (PAPER.md §1 step 1)."""
+
+    mode: Literal["fixed", "auto", "online"] = "fixed"
+    """fixed: the listed aspects; auto: measure consistency during a warm-up, then decide once; online: keep measuring
+    and re-decide every ``reselect_every`` rollouts."""
+    aspects: Optional[list[str]] = None
+    """fixed: the active aspect names; auto/online: the candidates considered. null = every configured aspect scorer."""
+    warmup_rollouts: int = 4
+    """auto/online: rollouts of paired (greedy vs sampled) scoring before the first decision; no aspect is active
+    during the warm-up (pure holistic reward)."""
+    max_inconsistency: Optional[float] = None
+    """auto/online: activate the aspects whose inconsistency is at or below this bound (a share in [0, 1]); combined
+    with ``top_k`` when both are set (at most k aspects, each within the bound). Set ``top_k: null`` for all within."""
+    top_k: Optional[int] = 1
+    """auto/online: activate the k most consistent aspects (paper: 1). null = no limit (needs ``max_inconsistency``)."""
+    reselect_every: int = 10
+    """online: rollouts between two decisions after the first."""
+    hysteresis: float = 0.05
+    """online: an active aspect is dropped only when its inconsistency exceeds the bound, or a rival's, by more than
+    this margin; a new one is added only when it is below the bound, or beats an active one, by more than it."""
+    min_pairs: int = 8
+    """auto/online: H-decisive pairs (sign of ΔH non-zero) an aspect needs before it can be selected (decayed counts
+    in online mode)."""
+    decay: float = 0.9
+    """online: factor applied to the accumulated counts before each rollout after the first decision (1 keeps all
+    evidence; the effective window is about 1 / (1 − decay) rollouts)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("fixed", "auto", "online"):
+            raise ValueError(f"model.selection.mode must be fixed, auto or online, got {self.mode!r}")
+        if self.aspects is not None and len(set(self.aspects)) != len(self.aspects):
+            raise ValueError(f"model.selection.aspects has duplicates: {self.aspects}")
+        if self.max_inconsistency is not None and not 0.0 <= self.max_inconsistency <= 1.0:
+            raise ValueError(f"model.selection.max_inconsistency must be in [0, 1], got {self.max_inconsistency}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"model.selection.top_k must be >= 1 or null, got {self.top_k}")
+        if self.mode != "fixed" and self.top_k is None and self.max_inconsistency is None:
+            raise ValueError(f"model.selection.mode={self.mode} needs max_inconsistency or top_k (both are null)")
+        for key in ("warmup_rollouts", "reselect_every", "min_pairs"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"model.selection.{key} must be >= 1, got {getattr(self, key)}")
+        if self.hysteresis < 0:
+            raise ValueError(f"model.selection.hysteresis must be >= 0, got {self.hysteresis}")
+        if not 0.0 < self.decay <= 1.0:
+            raise ValueError(f"model.selection.decay must be in (0, 1], got {self.decay}")

@@ -22,11 +22,11 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from alarm_pl.callbacks.base import RolloutCallback
-from alarm_pl.callbacks.gating import HierarchicalGating
-from alarm_pl.callbacks.selection import AspectSelection, SelectionConfig
-from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig
+from alarm_pl.callbacks.composition import RewardComposition
+from alarm_pl.callbacks.selection import AspectSelection
+from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig, SelectionConfig
 from alarm_pl.data.prompts import PromptBatch
-from alarm_pl.evaluation import EvalCollector
+from alarm_pl.eval.collector import EvalCollector
 from alarm_pl.models.policy import Generation, Policy
 from alarm_pl.ppo import functional as F
 from alarm_pl.ppo.kl import AdaptiveKLController, FixedKLController
@@ -85,7 +85,7 @@ class ALaRMModule(pl.LightningModule):
         return batch  # prompt batches are texts; they are tokenized on the device in the step
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [AspectSelection(self.selection_config, self.rewards.aspect_names), HierarchicalGating(self.reward_config)]
+        return [AspectSelection(self.selection_config, self.rewards.aspect_names), RewardComposition(self.reward_config)]
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.policy.trainable_parameters())
@@ -110,7 +110,7 @@ class ALaRMModule(pl.LightningModule):
             if isinstance(callback, RolloutCallback):
                 rollout = callback.on_rollout_scored(self.trainer, self, rollout)
         if rollout.rewards is None:
-            raise RuntimeError("no rollout callback composed the rewards (HierarchicalGating is installed by "
+            raise RuntimeError("no rollout callback composed the rewards (RewardComposition is installed by "
                                "configure_callbacks; was it removed?)")
         start = time.perf_counter()
         stats = self.ppo_update(rollout)

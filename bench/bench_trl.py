@@ -1,7 +1,7 @@
 """The peer: trl 1.12's PPO trainer (``trl.experimental.ppo.PPOTrainer``) on the workload of configs/bench_causal.yaml.
 
 Runs in its own virtual environment (``bash bench/setup_trl_venv.sh`` makes ``.venv-trl``). The tiny models are the
-very same files alarm_pl uses: ``alarm_pl.tiny.ensure_tiny_asset`` (imported from this checkout; it needs only torch,
+very same files alarm_pl uses: ``alarm_pl.assets.tiny.ensure_tiny_asset`` (imported from this checkout; it needs only torch,
 transformers and tokenizers) builds them once under ``$ALARM_PL_CACHE`` and both trainers load them from there.
 
 Settings matched to the alarm_pl config: LoRA r 8 / α 16 / dropout 0 on ``c_attn``; the reference policy is the
@@ -30,7 +30,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
-sys.path.insert(1, str(BENCH_DIR.parent))  # this checkout's alarm_pl (only alarm_pl.tiny and its data are used)
+sys.path.insert(1, str(BENCH_DIR.parent))  # this checkout's alarm_pl (only alarm_pl.assets.tiny and its data are used)
 from benchlib import RolloutTiming, report, summarise  # noqa: E402
 
 BATCH, RESPONSE_LENGTH, PPO_EPOCHS, MINIBATCHES = 16, 32, 4, 2
@@ -125,7 +125,7 @@ def build_trainer(rollouts: int, out_dir: str, clock: PhaseClock, seed: int):
     from transformers import TrainerCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer, ppo_trainer
 
-    from alarm_pl.tiny import ensure_tiny_asset
+    from alarm_pl.assets.tiny import ensure_tiny_asset
 
     tokenizer, policy, reward, value = load_models(str(ensure_tiny_asset("bench-causal")),
                                                    str(ensure_tiny_asset("bench-reward")))

@@ -20,8 +20,8 @@ if [ ! -x "$TRL_VENV/bin/python" ]; then
   TRL_VENV="$TRL_VENV" bash bench/setup_trl_venv.sh
 fi
 echo "== machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== building the tiny assets once (alarm_pl.tiny), so that neither timed run builds them"
-"$PY" -c "from alarm_pl.tiny import ensure_tiny_asset as e; print(e('bench-causal')); print(e('bench-reward'))"
+echo "== building the tiny assets once (alarm_pl.assets.tiny), so that neither timed run builds them"
+"$PY" -c "from alarm_pl.assets.tiny import ensure_tiny_asset as e; print(e('bench-causal')); print(e('bench-reward'))"
 
 echo "== alarm_pl ($ROLLOUTS rollouts after $WARMUP warm-up, $THREADS thread(s)); log: $OUT/alarm.log"
 "$PY" bench/bench_alarm.py --config configs/bench_causal.yaml --rollouts "$ROLLOUTS" --warmup "$WARMUP" \

@@ -15,7 +15,7 @@ from alarm_pl.rewards.align import (
     token_ending_at,
     tokens_overlapping,
 )
-from alarm_pl.tokenizers import byte_tokenizer, train_byte_bpe, train_sentencepiece
+from alarm_pl.assets.tokenizer_builders import byte_tokenizer, train_byte_bpe, train_sentencepiece
 
 CORPUS = [
     "The president thanked the members for their work.",

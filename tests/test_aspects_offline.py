@@ -11,7 +11,7 @@ from alarm_pl.rewards.aspects.reference import ReferenceScorer
 from alarm_pl.rewards.aspects.spelling import SpellingScorer
 from alarm_pl.rewards.base import ScorerError, ScoringInput
 from alarm_pl.rewards.text import split_sentences, split_subsentences, word_spans
-from alarm_pl.tokenizers import byte_tokenizer, train_sentencepiece
+from alarm_pl.assets.tokenizer_builders import byte_tokenizer, train_sentencepiece
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",

@@ -32,7 +32,7 @@ def test_dotted_overrides_reach_the_module():
 
 def test_help_documents_dataclass_fields(capsys):
     with pytest.raises(SystemExit):
-        cli_main(["fit", "--help"])
+        cli_main(["fit", "--model.help", "alarm_pl.module.ALaRMModule"])
     out = capsys.readouterr().out
     assert "--model.reward.threshold" in out and "passes the gate" in out  # the field docstring is the help
     assert "--model.ppo.target_kl" in out
@@ -89,6 +89,6 @@ def test_fit_resume_test_export(tmp_path):
 
 
 def _tiny_dir(name):
-    from alarm_pl.tiny import ensure_tiny_asset
+    from alarm_pl.assets.tiny import ensure_tiny_asset
 
     return str(ensure_tiny_asset(name))

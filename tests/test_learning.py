@@ -3,7 +3,7 @@
 import lightning.pytorch as pl
 import torch
 
-from alarm_pl.callbacks.selection import SelectionConfig
+from alarm_pl.config import SelectionConfig
 from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig
 from alarm_pl.data.prompts import TinyMTDataModule
 from alarm_pl.module import ALaRMModule

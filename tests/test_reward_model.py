@@ -14,7 +14,7 @@ from alarm_pl.models.reward_model import (ULTRARM_KEY_MAPPING, FrozenRewardModel
                                           unused_token_id)
 from alarm_pl.rewards.base import ScorerError, ScoringInput
 from alarm_pl.rewards.holistic import RewardModelScorer
-from alarm_pl.tokenizers import train_byte_bpe
+from alarm_pl.assets.tokenizer_builders import train_byte_bpe
 
 CORPUS = ["the cat sat on the mat.", "a dog ran in the park!", "Human: hi\nAssistant: hello there"] * 4
 TEXTS = ["a", "the cat sat on the mat and the dog ran in the park", "hello there", "dog ran", "the mat."]

@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from alarm_pl.callbacks.selection import AspectSelection, SelectionConfig, select_aspects
+from alarm_pl.callbacks.selection import AspectSelection
+from alarm_pl.config import SelectionConfig
+from alarm_pl.selection.rule import select_aspects
 from alarm_pl.rewards.base import Score, ScoringInput
 from alarm_pl.rollout import Rollout
 

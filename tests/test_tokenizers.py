@@ -3,7 +3,7 @@
 import pytest
 from transformers import AutoTokenizer
 
-from alarm_pl.tokenizers import byte_tokenizer, train_byte_bpe, train_sentencepiece
+from alarm_pl.assets.tokenizer_builders import byte_tokenizer, train_byte_bpe, train_sentencepiece
 
 TEXTS = [
     "The committee approved the report without amendments.",

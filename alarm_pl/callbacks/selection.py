@@ -24,106 +24,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from alarm_pl.callbacks.base import RolloutCallback
+from alarm_pl.config import SelectionConfig
 from alarm_pl.rollout import Rollout
 from alarm_pl.selection.consistency import COUNT_NAMES, RewardConsistency, consistency_from_counts
+from alarm_pl.selection.rule import select_aspects
 
 if TYPE_CHECKING:
     from alarm_pl.module import ALaRMModule
-
-
-@dataclass
-class SelectionConfig:
-    """Which aspect rewards are active (PAPER.md §1 step 1)."""
-
-    mode: Literal["fixed", "auto", "online"] = "fixed"
-    """fixed: the listed aspects; auto: measure consistency during a warm-up, then decide once; online: keep measuring
-    and re-decide every ``reselect_every`` rollouts."""
-    aspects: Optional[list[str]] = None
-    """fixed: the active aspect names; auto/online: the candidates considered. null = every configured aspect scorer."""
-    warmup_rollouts: int = 4
-    """auto/online: rollouts of paired (greedy vs sampled) scoring before the first decision; no aspect is active
-    during the warm-up (pure holistic reward)."""
-    max_inconsistency: Optional[float] = None
-    """auto/online: activate the aspects whose inconsistency is at or below this bound (a share in [0, 1]); combined
-    with ``top_k`` when both are set (at most k aspects, each within the bound). Set ``top_k: null`` for all within."""
-    top_k: Optional[int] = 1
-    """auto/online: activate the k most consistent aspects (paper: 1). null = no limit (needs ``max_inconsistency``)."""
-    reselect_every: int = 10
-    """online: rollouts between two decisions after the first."""
-    hysteresis: float = 0.05
-    """online: an active aspect is dropped only when its inconsistency exceeds the bound, or a rival's, by more than
-    this margin; a new one is added only when it is below the bound, or beats an active one, by more than it."""
-    min_pairs: int = 8
-    """auto/online: H-decisive pairs (sign of ΔH non-zero) an aspect needs before it can be selected (decayed counts
-    in online mode)."""
-    decay: float = 0.9
-    """online: factor applied to the accumulated counts before each rollout after the first decision (1 keeps all
-    evidence; the effective window is about 1 / (1 − decay) rollouts)."""
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("fixed", "auto", "online"):
-            raise ValueError(f"model.selection.mode must be fixed, auto or online, got {self.mode!r}")
-        if self.aspects is not None and len(set(self.aspects)) != len(self.aspects):
-            raise ValueError(f"model.selection.aspects has duplicates: {self.aspects}")
-        if self.max_inconsistency is not None and not 0.0 <= self.max_inconsistency <= 1.0:
-            raise ValueError(f"model.selection.max_inconsistency must be in [0, 1], got {self.max_inconsistency}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"model.selection.top_k must be >= 1 or null, got {self.top_k}")
-        if self.mode != "fixed" and self.top_k is None and self.max_inconsistency is None:
-            raise ValueError(f"model.selection.mode={self.mode} needs max_inconsistency or top_k (both are null)")
-        for key in ("warmup_rollouts", "reselect_every", "min_pairs"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"model.selection.{key} must be >= 1, got {getattr(self, key)}")
-        if self.hysteresis < 0:
-            raise ValueError(f"model.selection.hysteresis must be >= 0, got {self.hysteresis}")
-        if not 0.0 < self.decay <= 1.0:
-            raise ValueError(f"model.selection.decay must be in (0, 1], got {self.decay}")
-
-
-def select_aspects(
-    inconsistency: Mapping[str, float],
-    max_inconsistency: Optional[float],
-    top_k: Optional[int],
-    current: Set[str] = frozenset(),
-    hysteresis: float = 0.0,
-) -> tuple[str, ...]:
-    """The selection decision: the most consistent aspects, with hysteresis in favour of the current ones.
-
-    An aspect in ``current`` counts as ``hysteresis`` more consistent than measured: it stays within the bound while
-    its inconsistency is ≤ bound + hysteresis, and a rival displaces it from the top k only with an inconsistency
-    lower by more than ``hysteresis``; a new aspect enters within the bound only at ≤ bound − hysteresis. Ties go to
-    current aspects, then to the alphabetically first name. NaN (unknown) aspects are never selected.
-
-    Args:
-        inconsistency: aspect name -> inconsistency in [0, 1] or NaN; its order is the order of the result.
-        max_inconsistency: the bound, or None for none.
-        top_k: the most aspects to select, or None for no limit.
-        current: the currently active aspects.
-        hysteresis: the margin (0 gives the plain rule).
-
-    Returns:
-        The selected names, in ``inconsistency``'s order.
-    """
-    def effective(name: str) -> float:
-        return inconsistency[name] - (hysteresis if name in current else 0.0)
-
-    def within_bound(name: str) -> bool:
-        margin = hysteresis if name in current else -hysteresis
-        return max_inconsistency is None or inconsistency[name] <= max_inconsistency + margin
-
-    eligible = [name for name, value in inconsistency.items() if not math.isnan(value) and within_bound(name)]
-    ranked = sorted(eligible, key=lambda name: (effective(name), name not in current, name))
-    chosen = set(ranked if top_k is None else ranked[:top_k])
-    return tuple(name for name in inconsistency if name in chosen)
 
 
 def _check_names(names: Sequence[str], candidates: Sequence[str]) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from alarm_pl.config import GenerationConfig, PolicyConfig
 from alarm_pl.models.loading import quantization_config, resolve_pretrained, torch_dtype_from_str
-from alarm_pl.tiny import resolve_model_path
+from alarm_pl.assets.tiny import resolve_model_path
 from alarm_pl.ppo.functional import entropy_from_logits, logprobs_from_logits
 
 REFERENCE_ADAPTER = "reference"

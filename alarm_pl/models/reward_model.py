@@ -137,7 +137,7 @@ class FrozenRewardModel:
         """Load model and tokenizer from a local directory or the hub (``loading.resolve_pretrained``).
 
         Args:
-            model_name_or_path: local directory, hub id or ``tiny:<name>`` asset (``alarm_pl.tiny``).
+            model_name_or_path: local directory, hub id or ``tiny:<name>`` asset (``alarm_pl.assets.tiny``).
             kind, template, batch_size, max_length: see the class.
             quantization_bits: 4, 8 or None (``loading.quantization_config``); quantized models are placed on
                 ``device`` by bitsandbytes.
@@ -153,7 +153,7 @@ class FrozenRewardModel:
         """
         from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
-        from alarm_pl.tiny import resolve_model_path
+        from alarm_pl.assets.tiny import resolve_model_path
 
         path = resolve_model_path(model_name_or_path, what)
         auto = AutoModelForSequenceClassification if kind == "sequence" else AutoModelForTokenClassification

@@ -106,7 +106,7 @@ def _distributed_rank() -> int:
 
 def build_tiny_asset(spec: TinySpec, out_dir: Path) -> None:
     """Train the tokenizer, build the model from a config object, optionally SFT it, and save both."""
-    from alarm_pl.tokenizers import train_byte_bpe, train_sentencepiece
+    from alarm_pl.assets.tokenizer_builders import train_byte_bpe, train_sentencepiece
 
     torch.manual_seed(spec.seed)
     texts = corpus(4000, seed=spec.seed + 1000)

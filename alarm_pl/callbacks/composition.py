@@ -43,7 +43,7 @@ def active_aspect_reward(rollout: Rollout) -> Tensor:
     """
     missing = [name for name in rollout.active_aspects if name not in rollout.aspect_rewards]
     if missing:
-        raise KeyError(f"HierarchicalGating: active aspects {missing} have no reward in the rollout "
+        raise KeyError(f"RewardComposition: active aspects {missing} have no reward in the rollout "
                        f"(aspect rewards: {sorted(rollout.aspect_rewards)})")
     mask = rollout.response_mask.bool()  # (B, T)
     total = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)  # (B, T)
@@ -71,7 +71,7 @@ def _mean_of_sums(per_token: Tensor) -> float:
     return float(per_token.sum(dim=1).mean()) if per_token.shape[0] > 0 else 0.0
 
 
-class HierarchicalGating(RolloutCallback):
+class RewardComposition(RolloutCallback):
     """Sets ``rollout.rewards`` to the composed per-token reward (see the module docstring).
 
     Args:

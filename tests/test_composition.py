@@ -1,4 +1,4 @@
-"""HierarchicalGating: the composed per-token reward at, below and above τ, degenerate rows, stats, no mutation."""
+"""RewardComposition: the composed per-token reward at, below and above τ, degenerate rows, stats, no mutation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from alarm_pl.callbacks.gating import HierarchicalGating
+from alarm_pl.callbacks.composition import RewardComposition
 from alarm_pl.config import RewardConfig
 from alarm_pl.rewards.base import Score, ScoringInput
 from alarm_pl.rollout import Rollout
@@ -43,7 +43,7 @@ def make_rollout(active: tuple[str, ...] = ("grammar", "spelling")) -> Rollout:
 
 
 def gate(strategy: str, rollout: Rollout) -> Rollout:
-    return HierarchicalGating(RewardConfig(strategy=strategy, threshold=0.5, holistic_weight=2.0)) \
+    return RewardComposition(RewardConfig(strategy=strategy, threshold=0.5, holistic_weight=2.0)) \
         .on_rollout_scored(None, None, rollout)
 
 

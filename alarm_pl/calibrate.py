@@ -20,13 +20,13 @@ from alarm_pl.rewards.normalize import calibration_snippet
 def collect(module, dataloader, num_prompts: int) -> dict[str, torch.Tensor]:
     """Raw values per scorer name over at least ``num_prompts`` sampled responses."""
     module.policy.load()
-    module.rewards.setup(module.device)
+    module.scoring.setup(module.device)
     values: dict[str, list[torch.Tensor]] = {}
     seen = 0
     for batch in dataloader:
         _, scored = module.generate_and_score(batch, module.generation_config.do_sample)  # the rollout decoding
         for name, score in scored.scores.items():
-            raw = score.oriented_metric if name == module.rewards.holistic_scorer.name else score.values[score.placed]
+            raw = score.oriented_metric if name == module.scoring.holistic_scorer.name else score.values[score.placed]
             values.setdefault(name, []).append(raw.detach().float().cpu())
         seen += len(batch)
         if seen >= num_prompts:

@@ -31,7 +31,7 @@ from alarm_pl.models.policy import Generation, Policy
 from alarm_pl.ppo import functional as F
 from alarm_pl.ppo.kl import AdaptiveKLController, FixedKLController
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
-from alarm_pl.rewards.pipeline import RewardPipeline, ScoredBatch
+from alarm_pl.rewards.pipeline import ScoringPipeline, ScoredBatch
 from alarm_pl.rollout import Rollout
 
 KLController = Union[AdaptiveKLController, FixedKLController]
@@ -66,7 +66,7 @@ class ALaRMModule(pl.LightningModule):
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the trainable weights only (adapter + value head)
         self.policy = Policy(policy)
-        self.rewards = RewardPipeline(holistic, aspects or [], reward)
+        self.scoring = ScoringPipeline(holistic, aspects or [], reward)
         self.generation_config, self.reward_config, self.selection_config, self.ppo_config = generation, reward, selection, ppo
         self.kl_controller = kl_controller if kl_controller is not None else AdaptiveKLController()
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
@@ -76,16 +76,16 @@ class ALaRMModule(pl.LightningModule):
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str) -> None:
         self.policy.load()
-        self.rewards.setup(self.device)
+        self.scoring.setup(self.device)
 
     def teardown(self, stage: str) -> None:
-        self.rewards.teardown()
+        self.scoring.teardown()
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
         return batch  # prompt batches are texts; they are tokenized on the device in the step
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [AspectSelection(self.selection_config, self.rewards.aspect_names), RewardComposition(self.reward_config)]
+        return [AspectSelection(self.selection_config, self.scoring.aspect_names), RewardComposition(self.reward_config)]
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.policy.trainable_parameters())
@@ -109,7 +109,7 @@ class ALaRMModule(pl.LightningModule):
         for callback in self.trainer.callbacks:
             if isinstance(callback, RolloutCallback):
                 rollout = callback.on_rollout_scored(self.trainer, self, rollout)
-        if rollout.rewards is None:
+        if rollout.token_rewards is None:
             raise RuntimeError("no rollout callback composed the rewards (RewardComposition is installed by "
                                "configure_callbacks; was it removed?)")
         start = time.perf_counter()
@@ -138,7 +138,7 @@ class ALaRMModule(pl.LightningModule):
                                                 update_normalizers=True)
         times["time/score"] = time.perf_counter() - start
         return Rollout(query_ids, query_mask, response_ids, response_mask, inputs, old.logprobs, ref_logprobs,
-                       old.values, scored.scores, self.rewards.holistic_scorer.name, scored.holistic,
+                       old.values, scored.scores, self.scoring.holistic_scorer.name, scored.holistic,
                        scored.aspect_rewards, scored.degenerate, stats=times)
 
     def score_greedy(self, rollout: Rollout) -> tuple[Tensor, dict[str, Score]]:
@@ -146,7 +146,7 @@ class ALaRMModule(pl.LightningModule):
         generated = self.policy.generate(rollout.query_ids, rollout.query_mask, self.generation_config, do_sample=False)
         _, scored = self._decode_and_score(rollout.inputs.prompts, rollout.inputs.references, rollout.inputs.metadata,
                                            generated, update_normalizers=False)
-        return scored.holistic, {name: scored.scores[name] for name in self.rewards.aspect_names}
+        return scored.holistic, {name: scored.scores[name] for name in self.scoring.aspect_names}
 
     def generate_and_score(self, batch: PromptBatch, do_sample: bool) -> tuple[ScoringInput, ScoredBatch]:
         """Responses to a prompt batch with the given decoding, scored without touching running normalisers
@@ -158,15 +158,15 @@ class ALaRMModule(pl.LightningModule):
 
     def _decode_and_score(self, prompts, references, metadata, generated: Generation,
                           update_normalizers: bool) -> tuple[ScoringInput, ScoredBatch]:
-        inputs = self.rewards.build_inputs(self.policy.tokenizer, prompts, references, metadata, *generated)
-        return inputs, self.rewards.score(inputs, update_normalizers=update_normalizers)
+        inputs = self.scoring.build_inputs(self.policy.tokenizer, prompts, references, metadata, *generated)
+        return inputs, self.scoring.score(inputs, update_normalizers=update_normalizers)
 
     # ------------------------------------------------------------------ PPO
     def ppo_update(self, rollout: Rollout) -> dict[str, float]:
         """Advantages from the rollout, then ``ppo_epochs`` × minibatches of clipped PPO updates."""
         cfg, mask = self.ppo_config, rollout.response_mask
         beta = self.kl_controller.value
-        rewards = F.kl_penalized_rewards(rollout.rewards, rollout.old_logprobs, rollout.ref_logprobs, mask, beta,
+        rewards = F.kl_penalized_rewards(rollout.token_rewards, rollout.old_logprobs, rollout.ref_logprobs, mask, beta,
                                          cfg.kl_estimator)
         if cfg.whiten_rewards:
             rewards = F.masked_whiten(rewards, mask, shift_mean=False, reduce=self._sum_across_processes)
@@ -278,10 +278,10 @@ class ALaRMModule(pl.LightningModule):
 
     def _evaluation_step(self, batch: PromptBatch, stage: str) -> None:
         inputs, scored = self.generate_and_score(batch, self.generation_config.eval_do_sample)
-        self.eval_collector.add(batch, inputs, scored, self.rewards)
+        self.eval_collector.add(batch, inputs, scored, self.scoring)
         size = len(batch)
         self.log(f"{stage}/holistic", scored.holistic.mean(), sync_dist=True, batch_size=size)
-        for name in self.rewards.aspect_names:
+        for name in self.scoring.aspect_names:
             self.log(f"{stage}/aspect/{name}", scored.scores[name].metric.float().mean(), sync_dist=True, batch_size=size)
         self.log(f"{stage}/response_length", inputs.lengths.float().mean(), sync_dist=True, batch_size=size)
 
@@ -309,7 +309,7 @@ class ALaRMModule(pl.LightningModule):
         """Keep only what training changes: trainable weights (adapter, value head) and normaliser buffers."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if k in trainable or k.startswith("rewards.normalizers.")}
+                                    if k in trainable or k.startswith("scoring.normalizers.")}
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
         # LightningCLI would merge saved hyper-parameters over the command line of `test --ckpt_path` (decoding,
         # output paths); the YAML is the source of truth, so a checkpoint carries none.

@@ -33,7 +33,7 @@ class Rollout:
         holistic: (B,) H, normalised holistic reward (after the degenerate-response penalty).
         aspect_rewards: shaped and weighted per-token reward of each *candidate* aspect by name, (B, T) each.
         active_aspects: names of the aspects currently selected (set by the selection callback).
-        rewards: (B, T) the composed per-token reward handed to PPO (set by the gating callback), before the KL term.
+        token_rewards: (B, T) the composed per-token reward handed to PPO (set by the composition callback), before the KL term.
         degenerate: (B,) bool, responses at or below the degenerate length.
         stats: scalar logs gathered while producing the rollout (phase timings, selection decisions, gate rates).
     """
@@ -52,7 +52,7 @@ class Rollout:
     aspect_rewards: dict[str, Tensor]
     degenerate: Tensor
     active_aspects: tuple[str, ...] = ()
-    rewards: Optional[Tensor] = None
+    token_rewards: Optional[Tensor] = None
     stats: dict[str, float] = field(default_factory=dict)
 
     @property

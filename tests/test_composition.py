@@ -55,7 +55,7 @@ def test_hierarchical_at_below_and_above_threshold() -> None:
         [0.25, 0.25, 2.75, 0.0],  # above: last = 0.25 + 0.5 + 2·1.0
         [2.0, 0.0, 0.0, 0.0],  # degenerate: w_h·H only, no aspect reward although H ≥ τ
     ])
-    assert torch.equal(out.rewards, expected)
+    assert torch.equal(out.token_rewards, expected)
     stats = out.stats
     assert stats["reward/gate_pass_rate"] == pytest.approx(2 / 3)  # rows 0, 2 of the 3 non-degenerate
     # per-response sums: 2.5, 0.5, 3.25, 2.0 -> 8.25 / 4
@@ -69,21 +69,21 @@ def test_hierarchical_at_below_and_above_threshold() -> None:
 
 
 def test_weighted_sum_and_aspect_only_still_skip_degenerate_rows() -> None:
-    weighted = gate("weighted_sum", make_rollout()).rewards
+    weighted = gate("weighted_sum", make_rollout()).token_rewards
     # no gate: row 1 now gets its aspects too: [0.25, 0.25 + 0.5 + 0.5]; row 3 keeps w_h·H only
     assert torch.equal(weighted[1], torch.tensor([0.25, 1.25, 0.0, 0.0]))
     assert torch.equal(weighted[3], torch.tensor([2.0, 0.0, 0.0, 0.0]))
     aspect_only = gate("aspect_only", make_rollout())
-    assert torch.equal(aspect_only.rewards[0], torch.tensor([0.25, 0.25, 0.25, 0.75]))
-    assert torch.equal(aspect_only.rewards[3], torch.zeros(4))
+    assert torch.equal(aspect_only.token_rewards[0], torch.tensor([0.25, 0.25, 0.25, 0.75]))
+    assert torch.equal(aspect_only.token_rewards[3], torch.zeros(4))
     assert aspect_only.stats["reward/holistic_component_mean"] == 0.0
 
 
 def test_holistic_only_and_no_active_aspects_give_the_holistic_reward_alone() -> None:
     expected = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0], [2.0, 0.0, 0.0, 0.0]])
-    assert torch.equal(gate("holistic_only", make_rollout()).rewards, expected)
+    assert torch.equal(gate("holistic_only", make_rollout()).token_rewards, expected)
     out = gate("hierarchical", make_rollout(active=()))
-    assert torch.equal(out.rewards, expected)
+    assert torch.equal(out.token_rewards, expected)
     assert out.stats["reward/aspect_component_mean"] == 0.0
 
 
@@ -92,7 +92,7 @@ def test_input_rollout_is_not_changed() -> None:
     before = {name: value.clone() for name, value in rollout.aspect_rewards.items()}
     holistic, stats = rollout.holistic.clone(), dict(rollout.stats)
     out = gate("hierarchical", rollout)
-    assert rollout.rewards is None and out.rewards is not None
+    assert rollout.token_rewards is None and out.token_rewards is not None
     assert rollout.stats == stats and out.stats is not rollout.stats
     assert torch.equal(rollout.holistic, holistic)
     assert all(torch.equal(rollout.aspect_rewards[name], before[name]) for name in before)

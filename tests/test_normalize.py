@@ -13,9 +13,9 @@ from alarm_pl.rewards.base import Score, Scorer
 from alarm_pl.rewards.normalize import (
     FixedNormalizer,
     RunningNormalizer,
-    aspect_reward,
+    shape_aspect,
     calibration_snippet,
-    holistic_reward,
+    normalize_holistic,
     shape_values,
 )
 
@@ -102,14 +102,14 @@ def test_aspect_reward_normalises_shapes_and_weights():
     placed = torch.tensor([[False, True, False], [True, False, False]])  # rows of lengths 3 and 1 (padding off)
     score = Score(values=torch.tensor([[0.0, 3.0, 0.0], [-1.0, 0.0, 0.0]]), placed=placed, metric=torch.zeros(2))
     scorer = StubScorer(weight=3.0, normalizer=FixedNormalizer(mean=1.0, std=2.0))
-    reward = aspect_reward(score, scorer)
+    reward = shape_aspect(score, scorer)
     # z = (3-1)/2 = 1 -> σ = 0.7311 -> ×3 = 2.1932;  z = (-1-1)/2 = -1 -> σ = 0.2689 -> ×3 = 0.8068
     close(reward, [[0.0, 2.1932, 0.0], [0.8068, 0.0, 0.0]])
     assert reward[~placed].eq(0).all()
     running = StubScorer(normalizer=RunningNormalizer(eps=0.0), shaping="identity")
-    first = aspect_reward(score, running)  # placed values 3 and -1: mean 1, var 4 -> z = ±1
+    first = shape_aspect(score, running)  # placed values 3 and -1: mean 1, var 4 -> z = ±1
     close(first, [[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
-    aspect_reward(score, running, update=False)
+    shape_aspect(score, running, update=False)
     assert running.normalizer.count.item() == 2  # evaluation does not feed the statistics
 
 
@@ -117,8 +117,8 @@ def test_holistic_reward_uses_oriented_metric():
     score = Score(values=torch.zeros(2, 1), placed=torch.zeros(2, 1, dtype=torch.bool),
                   metric=torch.tensor([1.0, 3.0]), higher_is_better=False)
     # oriented: -1, -3; with μ = -2, σ = 1: H = 1, -1
-    assert holistic_reward(score, FixedNormalizer(mean=-2.0, std=1.0)).tolist() == [1.0, -1.0]
-    assert holistic_reward(score, None).tolist() == [-1.0, -3.0]
+    assert normalize_holistic(score, FixedNormalizer(mean=-2.0, std=1.0)).tolist() == [1.0, -1.0]
+    assert normalize_holistic(score, None).tolist() == [-1.0, -3.0]
 
 
 def test_calibration_snippet_parses_with_provenance():

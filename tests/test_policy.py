@@ -7,7 +7,7 @@ from alarm_pl.config import GenerationConfig, PolicyConfig, RewardConfig
 from alarm_pl.models.policy import Policy, response_mask_from_ids
 from alarm_pl.rewards.base import last_token_mask
 from alarm_pl.rewards.compose import compose_rewards
-from alarm_pl.rewards.pipeline import RewardPipeline
+from alarm_pl.rewards.pipeline import ScoringPipeline
 from tests.helpers import LastTokenIdScorer
 
 PROMPTS = ["translate Spanish to English: El perro come pan.",
@@ -75,7 +75,7 @@ def test_rewards_sit_on_each_responses_own_tokens(policy):
     q, qm, ids, mask = _generate(policy)
     lengths = mask.sum(dim=1)
     assert lengths.unique().numel() > 1, "want mixed lengths in the batch"
-    pipeline = RewardPipeline(LastTokenIdScorer(name="holistic"), [LastTokenIdScorer(name="dense", shaping="identity")],
+    pipeline = ScoringPipeline(LastTokenIdScorer(name="holistic"), [LastTokenIdScorer(name="dense", shaping="identity")],
                               RewardConfig(degenerate_max_tokens=0))
     inputs = pipeline.build_inputs(policy.tokenizer, PROMPTS, [None] * 4, [{}] * 4, ids, mask)
     scored = pipeline.score(inputs)
@@ -91,7 +91,7 @@ def test_rewards_sit_on_each_responses_own_tokens(policy):
 
 def test_decoded_texts_match_tokenizer_decode(policy):
     q, qm, ids, mask = _generate(policy)
-    inputs = RewardPipeline.build_inputs(policy.tokenizer, PROMPTS, [None] * 4, [{}] * 4, ids, mask)
+    inputs = ScoringPipeline.build_inputs(policy.tokenizer, PROMPTS, [None] * 4, [{}] * 4, ids, mask)
     for i in range(len(PROMPTS)):
         real = ids[i][mask[i]].tolist()
         assert inputs.responses[i] == policy.tokenizer.decode(real, skip_special_tokens=True)

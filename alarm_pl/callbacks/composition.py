@@ -72,7 +72,7 @@ def _mean_of_sums(per_token: Tensor) -> float:
 
 
 class RewardComposition(RolloutCallback):
-    """Sets ``rollout.rewards`` to the composed per-token reward (see the module docstring).
+    """Sets ``rollout.token_rewards`` to the composed per-token reward (see the module docstring).
 
     Args:
         config: the reward composition settings (``model.reward``): strategy, τ and w_h.
@@ -101,4 +101,4 @@ class RewardComposition(RolloutCallback):
             single = dataclasses.replace(rollout, active_aspects=(name,))
             stats[f"reward/{name}_mean"] = _mean_of_sums(self._compose(rollout, active_aspect_reward(single))
                                                          - holistic_part)
-        return dataclasses.replace(rollout, rewards=rewards, stats={**rollout.stats, **stats})
+        return dataclasses.replace(rollout, token_rewards=rewards, stats={**rollout.stats, **stats})

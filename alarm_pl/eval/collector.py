@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from alarm_pl.data.prompts import PromptBatch
     from alarm_pl.module import ALaRMModule
     from alarm_pl.rewards.base import ScoringInput
-    from alarm_pl.rewards.pipeline import RewardPipeline, ScoredBatch
+    from alarm_pl.rewards.pipeline import ScoringPipeline, ScoredBatch
 
 
 class EvalCollector:
@@ -33,11 +33,11 @@ class EvalCollector:
     def reset(self) -> None:
         self.items = []
 
-    def add(self, batch: "PromptBatch", inputs: "ScoringInput", scored: "ScoredBatch", rewards: "RewardPipeline") -> None:
-        holistic_name = rewards.holistic_scorer.name
+    def add(self, batch: "PromptBatch", inputs: "ScoringInput", scored: "ScoredBatch", scoring: "ScoringPipeline") -> None:
+        holistic_name = scoring.holistic_scorer.name
         for i, prompt in enumerate(batch.prompts):
-            aspects = {name: float(scored.scores[name].metric[i]) for name in rewards.aspect_names}
-            directions = {name: bool(scored.scores[name].higher_is_better) for name in rewards.aspect_names}
+            aspects = {name: float(scored.scores[name].metric[i]) for name in scoring.aspect_names}
+            directions = {name: bool(scored.scores[name].higher_is_better) for name in scoring.aspect_names}
             record = GenerationRecord(
                 prompt=prompt, generation=inputs.responses[i], reference=batch.references[i],
                 holistic=float(scored.holistic[i]),
@@ -59,7 +59,7 @@ class EvalCollector:
         if not trainer.is_global_zero or not records:
             return {}
         run = {"config_hash": config_hash(_jsonable({**module.hparams, "scorers": [
-            repr(s) for s in [module.rewards.holistic_scorer, *module.rewards.aspect_scorers]]})), "stage": stage, "step": trainer.global_step,
+            repr(s) for s in [module.scoring.holistic_scorer, *module.scoring.aspect_scorers]]})), "stage": stage, "step": trainer.global_step,
                "checkpoint": trainer.ckpt_path, "decoding": _jsonable(asdict(module.generation_config))}
         records = [GenerationRecord(**{**asdict(r), "run": run}) for r in records]
         directory = self.generations_dir or os.path.join(trainer.log_dir or trainer.default_root_dir, "generations")

@@ -3,8 +3,8 @@
 Normalisers are ``torch.nn.Module``s so that their state (fixed constants, running statistics) lives in buffers and
 goes into checkpoints. They act on *oriented* values (higher is better), the values a scorer places on tokens.
 
-Pipeline of one aspect (``aspect_reward``): placed values a → normaliser (z-score) → shaping σ(scale·z + bias)
-→ × weight w_k;  exactly 0 off the placed positions. The holistic reward (``holistic_reward``) is normalised and
+Pipeline of one aspect (``shape_aspect``): placed values a → normaliser (z-score) → shaping σ(scale·z + bias)
+→ × weight w_k;  exactly 0 off the placed positions. The holistic reward (``normalize_holistic``) is normalised and
 never shaped: H = (H_raw − μ) / σ.
 
 Every normalisation constant must carry its provenance: ``calibration_snippet`` turns measured values into the YAML
@@ -141,7 +141,7 @@ def shape_values(values: Tensor, placed: Tensor, shaping: Shaping = "sigmoid", s
     return torch.where(placed.bool(), z, torch.zeros_like(z))  # (B, T)
 
 
-def aspect_reward(score: Score, scorer: "Scorer", update: bool = True) -> Tensor:
+def shape_aspect(score: Score, scorer: "Scorer", update: bool = True) -> Tensor:
     """The per-token reward of one aspect: w_k · shape(normalise(a_k)) on its placed tokens.
 
     Args:
@@ -161,7 +161,7 @@ def aspect_reward(score: Score, scorer: "Scorer", update: bool = True) -> Tensor
     return scorer.weight * shape_values(values, placed, scorer.shaping)  # (B, T)
 
 
-def holistic_reward(score: Score, normalizer: Optional[Normalizer], update: bool = True) -> Tensor:
+def normalize_holistic(score: Score, normalizer: Optional[Normalizer], update: bool = True) -> Tensor:
     """H = normalizer(H_raw) with H_raw = ``score.oriented_metric``; never shaped.
 
     Args:

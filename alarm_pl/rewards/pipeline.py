@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from alarm_pl.config import RewardConfig
 from alarm_pl.rewards.align import decode_batch_with_spans
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
-from alarm_pl.rewards.normalize import aspect_reward, holistic_reward
+from alarm_pl.rewards.normalize import shape_aspect, normalize_holistic
 
 
 class ScoredBatch(NamedTuple):
@@ -32,7 +32,7 @@ class ScoredBatch(NamedTuple):
     degenerate: Tensor
 
 
-class RewardPipeline(nn.Module):
+class ScoringPipeline(nn.Module):
     """Holds the holistic scorer, the candidate aspect scorers and their normalisers (whose state is checkpointed).
 
     Args:
@@ -84,14 +84,14 @@ class RewardPipeline(nn.Module):
         mask = inputs.response_mask
         degenerate = inputs.lengths <= self.reward.degenerate_max_tokens  # (B,)
         holistic_score = self._checked(self.holistic_scorer, inputs)
-        holistic = holistic_reward(holistic_score, self.holistic_scorer.normalizer, update_normalizers).to(mask.device)
+        holistic = normalize_holistic(holistic_score, self.holistic_scorer.normalizer, update_normalizers).to(mask.device)
         holistic = torch.where(degenerate, torch.full_like(holistic, self.reward.degenerate_holistic), holistic)
         scores = {self.holistic_scorer.name: holistic_score}
         aspect_rewards = {}
         for scorer in self.aspect_scorers:
             score = self._checked(scorer, inputs)
             scores[scorer.name] = score
-            reward = aspect_reward(score, scorer, update=update_normalizers).to(mask.device)  # (B, T)
+            reward = shape_aspect(score, scorer, update=update_normalizers).to(mask.device)  # (B, T)
             aspect_rewards[scorer.name] = reward * (~degenerate).unsqueeze(1) * mask
         return ScoredBatch(scores, holistic, aspect_rewards, degenerate)
 

@@ -107,18 +107,20 @@ class PromptDataModule(pl.LightningDataModule):
         batch_size: prompts per rollout per process.
         eval_batch_size: prompts per validation/test batch (default: batch_size).
         max_train_prompts: use only the first N training prompts.
-        max_eval_prompts: use only the first N validation/test prompts (paper MT: 2,000 for in-training eval).
+        max_eval_prompts: use only the first N validation prompts (paper MT: 2,000 for in-training eval).
+        max_test_prompts: use only the first N test prompts (null: the whole test split, as the paper reports).
         num_workers: DataLoader workers.
     """
 
     def __init__(self, train_file: Optional[str] = None, val_file: Optional[str] = None, test_file: Optional[str] = None,
                  batch_size: int = 8, eval_batch_size: Optional[int] = None, max_train_prompts: Optional[int] = None,
-                 max_eval_prompts: Optional[int] = None, num_workers: int = 0) -> None:
+                 max_eval_prompts: Optional[int] = None, max_test_prompts: Optional[int] = None,
+                 num_workers: int = 0) -> None:
         super().__init__()
         self.files = {"train": train_file, "val": val_file, "test": test_file}
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
-        self.limits = {"train": max_train_prompts, "val": max_eval_prompts, "test": max_eval_prompts}
+        self.limits = {"train": max_train_prompts, "val": max_eval_prompts, "test": max_test_prompts}
         self.num_workers = num_workers
         self._splits: dict[str, list[PromptRecord]] = {}
 

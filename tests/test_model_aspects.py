@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from test_reward_model import reference_score, save_sequence_model, tiny_tokenizer
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import BertConfig, BertForTokenClassification, PreTrainedTokenizerFast
 
-from alarm_pl.rewards.aspects.model_aspects import (SequenceRegressionAspect, TokenClassificationAspect,
-                                                    token_at_char, with_separators)
+from alarm_pl.rewards.aspects.model_aspects import SequenceRegressionAspect, TokenClassificationAspect, token_at_char
 from alarm_pl.rewards.base import ScorerError, ScoringInput
+from alarm_pl.rewards.normalize import FixedNormalizer, shape_aspect
 
 WORDS = ["[PAD]", "[UNK]", "[SEP]", ".", "!", ",", "Q", ":", "A", "Why", "Cats", "purr", "Dogs", "bark", "Yes"]
 POSITIVE_TOKENS = ("!", "[SEP]")
@@ -70,7 +72,7 @@ def classifier_dir(tmp_path_factory):
 
 def make_aspect(path: str, **kwargs) -> TokenClassificationAspect:
     aspect = TokenClassificationAspect(path, positive_value=PV, negative_value=NV, template="Q: {prompt} A: {response}",
-                                       **kwargs)
+                                       positive_label=1, negative_label=0, **kwargs)
     aspect.setup(torch.device("cpu"))
     return aspect
 
@@ -78,22 +80,13 @@ def make_aspect(path: str, **kwargs) -> TokenClassificationAspect:
 def test_sentence_values_land_on_the_policy_tokens_ending_each_sentence(classifier_dir):
     score = make_aspect(classifier_dir).score(SENTENCES)
     # response 0: "Cats purr." ends with "." → NV on policy token 2 ("r."); "Dogs bark!" ends with "!" → PV on 5.
-    # response 1: "Yes!" → PV on token 1.  response 2: empty → nothing, metric 0.
+    # response 1: "Yes!" → PV on token 1.  response 2: empty → nothing, metric 0.5 (the authors' rate without
+    # sentences, long-form-QA/train_ppo.py).
     expected = torch.tensor([[0, 0, NV, 0, 0, PV], [0, PV, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
     torch.testing.assert_close(score.values, expected)
     assert score.placed.tolist() == (expected != 0).tolist()
-    torch.testing.assert_close(score.metric, torch.tensor([0.5, 1.0, 0.0]))  # 1 of 2, 1 of 1, no units
+    torch.testing.assert_close(score.metric, torch.tensor([0.5, 1.0, 0.5]))  # 1 of 2, 1 of 1, no units
     assert score.higher_is_better
-
-
-def test_separator_is_inserted_and_read(classifier_dir):
-    # Read at the inserted "[SEP]" (positive for this model) instead of the last character: every unit is positive.
-    assert with_separators("Cats purr. Dogs bark!", [(0, 10), (11, 21)], "[SEP]") == (
-        "Cats purr. [SEP] Dogs bark! [SEP]", [11, 28])
-    score = make_aspect(classifier_dir, separator="[SEP]").score(SENTENCES)
-    expected = torch.tensor([[0, 0, PV, 0, 0, PV], [0, PV, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
-    torch.testing.assert_close(score.values, expected)
-    torch.testing.assert_close(score.metric, torch.tensor([1.0, 1.0, 0.0]))
 
 
 def test_subsentence_units(classifier_dir):
@@ -126,17 +119,26 @@ def test_unit_validation_and_setup_required(classifier_dir):
         TokenClassificationAspect(classifier_dir).score(SENTENCES)
 
 
-def test_sequence_regression_aspect_scales_value_and_reports_raw(tmp_path):
+COMPLETENESS_MEAN, COMPLETENESS_STD = -0.44677690555995353, 8.301160619054132  # FineGrainedRLHF fine_grained_config.yml
+
+
+def test_completeness_is_sigmoid_of_scaled_z_and_reports_raw(tmp_path):
     tok = tiny_tokenizer()
     model = save_sequence_model(tmp_path, tok).eval()
-    aspect = SequenceRegressionAspect(str(tmp_path), scale=0.3)
+    normalizer = FixedNormalizer(COMPLETENESS_MEAN, COMPLETENESS_STD, scale=0.3)
+    aspect = SequenceRegressionAspect(str(tmp_path), normalizer=normalizer, collapse_prompt_whitespace=True)
     aspect.setup(torch.device("cpu"))
-    inputs = make_input(["where is the cat", "hi"], ["on the mat.", "hello"], [[(0, 2), (2, 6), (6, 11)], [(0, 5)]])
+    inputs = make_input(["where  is\nthe cat", "hi"], ["on the mat.", "hello"], [[(0, 2), (2, 6), (6, 11)], [(0, 5)]])
     score = aspect.score(inputs)
-    with torch.no_grad():  # default template "{prompt} answer: {response}"
+    with torch.no_grad():  # default template "{prompt} answer: {response}", the prompt's whitespace collapsed
         raw = torch.tensor([reference_score(model, tok, "where is the cat answer: on the mat."),
                             reference_score(model, tok, "hi answer: hello")])
     torch.testing.assert_close(score.metric, raw, atol=1e-5, rtol=1e-5)
     assert score.placed.tolist() == [[False, False, True], [True, False, False]]
-    torch.testing.assert_close(score.values[score.placed], 0.3 * raw, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(score.values[score.placed], raw, atol=1e-5, rtol=1e-5)  # the raw output is placed
+    reward = shape_aspect(score, aspect, update=False)  # (B, T)
+    # FineGrainedRLHF PreferenceReward: sigmoid(((r - mean) / std) * 0.3 + 0), here in plain Python floats
+    expected = [1 / (1 + math.exp(-0.3 * (r - COMPLETENESS_MEAN) / COMPLETENESS_STD)) for r in raw.tolist()]
+    assert reward[score.placed].tolist() == pytest.approx(expected, abs=1e-6)
+    assert reward[~score.placed].abs().sum() == 0
     assert aspect.name == "completeness"

@@ -39,6 +39,10 @@ def test_fixed_normalizer_arithmetic_and_state():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="std > 0"):
             FixedNormalizer(mean=0.0, std=bad)
+    # scale and bias after the z-score (FineGrainedRLHF's completeness: ((r - mean) / std) * scale + bias):
+    # 0.3 * (6 - 2) / 4 + 0.5 = 0.8, 0.3 * (-2 - 2) / 4 + 0.5 = 0.2
+    scaled = FixedNormalizer(mean=2.0, std=4.0, scale=0.3, bias=0.5)
+    assert scaled(torch.tensor([6.0, -2.0])).tolist() == pytest.approx([0.8, 0.2])
 
 
 def test_running_normalizer_merge_equals_full_data():

@@ -149,6 +149,11 @@ def test_format_template():
         format_template("{reference} {response}", "p", "r", None)
     with pytest.raises(ValueError, match=r"\{response\}"):
         format_template("{prompt}", "p", "r")
+    # FineGrainedRLHF's relevance input: the record's question, not the whole prompt
+    assert format_template("question: {question} answer: {response}", "question: q? context: c", "a", None,
+                           "q?") == ("question: q? answer: a", len("question: q? answer: "))
+    with pytest.raises(ValueError, match="'question' in its metadata"):
+        format_template("question: {question} answer: {response}", "p", "r")
 
 
 def test_token_logits_unpadded_with_offsets(tmp_path):

@@ -7,7 +7,9 @@ hub:
 - ``train_sentencepiece``: T5 / mT5 style Unigram over ``▁``-marked words with byte fallback (encoder-decoder
   policies). The pieces are trained by the ``sentencepiece`` package (deterministic) and assembled into a fast
   tokenizer from the ``tokenizers`` library's SentencePiece-style components, so no model file is kept;
-- ``byte_tokenizer``: ByT5's byte tokenizer (``transformers.ByT5Tokenizer`` needs no files).
+- ``byte_tokenizer``: ByT5's byte tokenizer (``transformers.ByT5Tokenizer`` needs no files);
+- ``train_roberta_bpe``: RoBERTa / Longformer style byte-level BPE with ``<s> … </s>`` around every sequence (the
+  FineGrainedRLHF reward models' tokenizer family).
 
 Every builder returns a transformers tokenizer with ``pad``/``eos``/``unk`` set (and ``bos`` for the BPE one) that
 survives ``save_pretrained`` / ``AutoTokenizer.from_pretrained(local_dir)``. Training is deterministic: the same
@@ -26,6 +28,8 @@ BPE_PAD = "<pad>"
 """A separate pad token, so that masking padding never masks a real end-of-text token."""
 SP_SPECIALS = ("<pad>", "</s>", "<unk>")
 """T5's special tokens in id order: pad = 0, eos = 1, unk = 2."""
+ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+"""RoBERTa's (and Longformer's) special tokens in id order: bos/cls 0, pad 1, eos/sep 2, unk 3, mask 4."""
 N_BYTES = 256
 PRINTABLE_ASCII = "".join(chr(c) for c in range(33, 127))
 """Characters every SentencePiece vocabulary built here covers (``!`` to ``~``)."""
@@ -176,3 +180,40 @@ def byte_tokenizer() -> PreTrainedTokenizerBase:
         A ``ByT5Tokenizer`` with ``pad_token="<pad>"``, ``eos_token="</s>"``, ``unk_token="<unk>"``.
     """
     return ByT5Tokenizer()
+
+
+def train_roberta_bpe(texts: Sequence[str], vocab_size: int = 1000, add_prefix_space: bool = True
+                      ) -> PreTrainedTokenizerFast:
+    """Train a RoBERTa / Longformer style byte-level BPE tokenizer on ``texts``.
+
+    Like ``roberta-base`` and ``allenai/longformer-base-4096``: special tokens ``<s>`` (0), ``<pad>`` (1), ``</s>``
+    (2), ``<unk>`` (3), ``<mask>`` (4); every encoded sequence is ``<s> … </s>``; a ``</s>`` written in the text is
+    the special token. ``add_prefix_space=True`` (a space before the first word) is how FineGrainedRLHF loads its
+    Longformer tokenizer (``reward_modeling/run_fg_rm.py``) and what word-split input (``is_split_into_words``) needs.
+
+    Args:
+        texts: training texts.
+        vocab_size: target vocabulary size including the 256 byte symbols and the 5 special tokens.
+        add_prefix_space: prepend a space to the first word (each word, for word-split input).
+
+    Returns:
+        A ``PreTrainedTokenizerFast`` with bos/cls ``<s>``, eos/sep ``</s>``, pad, unk and mask tokens set.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    kept = _check_texts(texts, "train_roberta_bpe")
+    if vocab_size < N_BYTES + len(ROBERTA_SPECIALS):
+        raise ValueError(f"train_roberta_bpe: vocab_size must be at least {N_BYTES + len(ROBERTA_SPECIALS)} (bytes + "
+                         f"specials), got {vocab_size}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(ROBERTA_SPECIALS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(kept, trainer=trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", ROBERTA_SPECIALS.index("</s>")),
+                                                      ("<s>", ROBERTA_SPECIALS.index("<s>")),
+                                                      trim_offsets=True, add_prefix_space=add_prefix_space)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", cls_token="<s>", eos_token="</s>",
+                                   sep_token="</s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
+                                   add_prefix_space=add_prefix_space, clean_up_tokenization_spaces=False)

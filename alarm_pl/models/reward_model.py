@@ -9,7 +9,10 @@ Two kinds of Hugging Face heads are supported:
   padding side or its pad/eos choice. Batched scores therefore equal one-by-one scores.
 - ``token``: ``AutoModelForTokenClassification`` (the FineGrainedRLHF Longformer relevance/factuality models);
   ``token_logits`` returns each text's logits with the fast tokenizer's character offsets, so a scorer can read the
-  logits at the token covering any character.
+  logits at the token covering any character; ``word_token_logits`` takes texts already split into words and returns
+  each token's word index, the input format FineGrainedRLHF trains and reads its token classifiers with
+  (``reward_modeling/run_fg_rm.py`` ``tokenize_and_align_labels`` and ``tasks/qa_feedback/training/reward.py``: the
+  text is ``str.split()`` into words and tokenized with ``is_split_into_words=True``, every word with a prefix space).
 
 Inputs longer than ``max_length`` are truncated on the *left*: the response, at the end of the template, is what a
 reward model must see.
@@ -29,7 +32,19 @@ HeadKind = Literal["sequence", "token"]
 ULTRARM_TEMPLATE = "Human: {prompt}\nAssistant: {response}"
 # UltraRM checkpoints name their linear head ``regression_head``; Llama's sequence classifier calls it ``score``.
 ULTRARM_KEY_MAPPING = {r"^regression_head": "score"}
-_PLACEHOLDER = re.compile(r"\{(prompt|response|reference)\}")
+_PLACEHOLDER = re.compile(r"\{(prompt|response|reference|question)\}")
+
+
+class WordLogits(NamedTuple):
+    """One word-split text's token-classification output.
+
+    Attributes:
+        logits: (L, C) float32 logits of the L real tokens (after truncation).
+        word_ids: (L,) long index of the word each token belongs to, −1 for special tokens.
+    """
+
+    logits: Tensor
+    word_ids: Tensor
 
 
 class TokenLogits(NamedTuple):
@@ -45,22 +60,27 @@ class TokenLogits(NamedTuple):
     offsets: Tensor
 
 
-def format_template(template: str, prompt: str, response: str, reference: Optional[str] = None) -> tuple[str, int]:
-    """Fill ``{prompt}``, ``{response}`` and ``{reference}`` in ``template`` (other braces are left as they are).
+def format_template(template: str, prompt: str, response: str, reference: Optional[str] = None,
+                    question: Optional[str] = None) -> tuple[str, int]:
+    """Fill ``{prompt}``, ``{response}``, ``{reference}`` and ``{question}`` in ``template`` (other braces are left as
+    they are). ``{question}`` is the record's ``metadata["question"]`` (QA-Feedback's question field), which
+    FineGrainedRLHF's relevance model reads as ``question: … answer: …``.
 
     Returns:
         The filled text and the character offset where the (last) ``{response}`` starts in it.
 
     Raises:
-        ValueError: the template has no ``{response}``, or uses ``{reference}`` while ``reference`` is None.
+        ValueError: the template has no ``{response}``, or uses ``{reference}`` / ``{question}`` while that value is
+            None.
     """
-    values = {"prompt": prompt, "response": response, "reference": reference}
+    values = {"prompt": prompt, "response": response, "reference": reference, "question": question}
     pieces, cursor, response_start = [], 0, -1
     for match in _PLACEHOLDER.finditer(template):
         pieces.append(template[cursor:match.start()])
         value = values[match.group(1)]
         if value is None:
-            raise ValueError(f"template {template!r} uses {{reference}} but this example has no reference")
+            source = "a reference" if match.group(1) == "reference" else "a 'question' in its metadata"
+            raise ValueError(f"template {template!r} uses {{{match.group(1)}}} but this example has no {source}")
         if match.group(1) == "response":
             response_start = sum(len(piece) for piece in pieces)
         pieces.append(value)
@@ -105,14 +125,14 @@ class FrozenRewardModel:
         model: a loaded ``*ForSequenceClassification`` (one output) or ``*ForTokenClassification``.
         tokenizer: its tokenizer (fast for ``kind="token"``); its padding/truncation sides are set here.
         kind: ``sequence`` or ``token`` (see the module docstring).
-        template: the model's input with ``{prompt}``, ``{response}`` and optionally ``{reference}``.
+        template: the model's input with ``{prompt}``, ``{response}`` and optionally ``{reference}``, ``{question}``.
         batch_size: texts per forward pass.
         max_length: tokens per text, capped at ``model_input_limit``; longer texts lose their beginning.
     """
 
     def __init__(self, model: "torch.nn.Module", tokenizer, kind: HeadKind = "sequence",
                  template: str = ULTRARM_TEMPLATE, batch_size: int = 8, max_length: int = 1024) -> None:
-        format_template(template, "", "", "")  # validates the template now, not at the first batch
+        format_template(template, "", "", "", "")  # validates the template now, not at the first batch
         if kind not in ("sequence", "token"):
             raise ValueError(f"reward model kind must be 'sequence' or 'token', got {kind!r}")
         if kind == "sequence" and model.config.num_labels != 1:
@@ -185,11 +205,13 @@ class FrozenRewardModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def format(self, prompts: list[str], responses: list[str],
-               references: Optional[list[Optional[str]]] = None) -> list[tuple[str, int]]:
+    def format(self, prompts: list[str], responses: list[str], references: Optional[list[Optional[str]]] = None,
+               questions: Optional[list[Optional[str]]] = None) -> list[tuple[str, int]]:
         """The template filled for each example: (text, character offset of the response in it)."""
         references = references if references is not None else [None] * len(responses)
-        return [format_template(self.template, p, r, ref) for p, r, ref in zip(prompts, responses, references)]
+        questions = questions if questions is not None else [None] * len(responses)
+        return [format_template(self.template, p, r, ref, q)
+                for p, r, ref, q in zip(prompts, responses, references, questions)]
 
     def _encode(self, texts: list[str], max_length: int, offsets: bool = False):
         return self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
@@ -233,4 +255,33 @@ class FrozenRewardModel:
             logits = out.logits.float().cpu()  # (b, L, C)
             for row, length in enumerate(mask.sum(dim=1).tolist()):
                 results.append(TokenLogits(logits[row, :length], enc["offset_mapping"][row, :length].long()))
+        return results
+
+    @torch.no_grad()
+    def word_token_logits(self, words: list[list[str]], batch_size: Optional[int] = None,
+                          max_length: Optional[int] = None) -> list[WordLogits]:
+        """Per-token logits and word indices of texts given as word lists (``is_split_into_words=True``).
+
+        Byte-level BPE tokenizers (RoBERTa, Longformer) must have ``add_prefix_space=True`` for this, as
+        FineGrainedRLHF's reward-model training loads them (``reward_modeling/run_fg_rm.py``); a tokenizer saved with
+        ``add_prefix_space=False`` is refused rather than silently fed words without their leading space.
+        """
+        if self.kind != "token":
+            raise ValueError("word_token_logits needs a token-classification reward model (kind='token')")
+        if getattr(self.tokenizer, "add_prefix_space", None) is False:
+            raise ValueError("the reward model's tokenizer has add_prefix_space=False, but word-split input needs it "
+                             "(FineGrainedRLHF trains with add_prefix_space=True); set \"add_prefix_space\": true in "
+                             "its tokenizer_config.json")
+        size = batch_size or self.batch_size
+        results: list[WordLogits] = []
+        for start in range(0, len(words), size):
+            enc = self.tokenizer(words[start:start + size], is_split_into_words=True, padding=True, truncation=True,
+                                 max_length=max_length or self.max_length, return_tensors="pt")
+            mask = enc["attention_mask"]  # (b, L)
+            out = self.model(input_ids=enc["input_ids"].to(self.device), attention_mask=mask.to(self.device))
+            logits = out.logits.float().cpu()  # (b, L, C)
+            for row, length in enumerate(mask.sum(dim=1).tolist()):
+                ids = [-1 if w is None else w for w in enc.word_ids(row)]
+                word_ids = torch.tensor(ids, dtype=torch.long)  # (L_padded,), right padding
+                results.append(WordLogits(logits[row, :length], word_ids[:length]))
         return results

@@ -15,13 +15,19 @@ from alarm_pl.models.reward_model import ULTRARM_TEMPLATE, FrozenRewardModel, He
 from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScoringInput, Shaping
 
 
+def questions(inputs: ScoringInput) -> list[Optional[str]]:
+    """Each record's ``metadata["question"]`` (None where absent), the value of a template's ``{question}``."""
+    return [meta.get("question") if isinstance(meta, dict) else None for meta in inputs.metadata]
+
+
 class RewardModelScorer(Scorer):
     """A frozen reward model as a scorer: the holistic reward here; the model-based aspects subclass it.
 
     Args:
         model_name_or_path: local directory, hub id or ``tiny:<name>`` asset of an
             ``AutoModelForSequenceClassification`` with one output.
-        template: the model's input; placeholders ``{prompt}``, ``{response}``, ``{reference}``.
+        template: the model's input; placeholders ``{prompt}``, ``{response}``, ``{reference}`` and ``{question}``
+            (the record's ``metadata["question"]``).
         batch_size: responses per forward pass.
         max_length: tokens per input (capped at the model's limit); longer inputs lose their beginning.
         quantization_bits: 4 (NF4) or 8 (LLM.int8) with bitsandbytes on CUDA, or None.
@@ -65,7 +71,8 @@ class RewardModelScorer(Scorer):
         if self.model is None:
             raise ScorerError(f"scorer {self.name!r}: call setup(device) before score()")
         try:
-            texts = [text for text, _ in self.model.format(inputs.prompts, inputs.responses, inputs.references)]
+            texts = [text for text, _ in self.model.format(inputs.prompts, inputs.responses, inputs.references,
+                                                             questions(inputs))]
         except ValueError as err:
             raise ScorerError(f"scorer {self.name!r}: {err}") from err
         return self.model.score_texts(texts)

@@ -28,26 +28,34 @@ if TYPE_CHECKING:
 
 
 class FixedNormalizer(Normalizer):
-    """z = (x − mean) / std with constants measured once (e.g. UltraRM on the SFT policy's outputs).
+    """z = scale · (x − mean) / std + bias with constants measured once (e.g. UltraRM on the SFT policy's outputs).
+
+    ``scale`` and ``bias`` rescale the z-score before shaping, as FineGrainedRLHF does for its completeness reward
+    (``((r - mean) / std) * scale + bias``, ``PreferenceReward.get_reward`` in ``tasks/qa_feedback/training/reward.py``
+    and ALaRM's ``long-form-QA/my_reward.py``; there scale 0.3, bias 0).
 
     Args:
         mean: μ, the mean of the values on the calibration data (cite the tool and data in a YAML comment; see
             ``calibration_snippet``).
         std: σ > 0, their standard deviation.
+        scale: factor on the z-score (1: plain z-normalisation).
+        bias: added after scaling.
     """
 
-    def __init__(self, mean: float, std: float) -> None:
+    def __init__(self, mean: float, std: float, scale: float = 1.0, bias: float = 0.0) -> None:
         super().__init__()
-        if not (math.isfinite(std) and std > 0) or not math.isfinite(mean):
-            raise ValueError(f"FixedNormalizer: need a finite mean and std > 0, got mean={mean}, std={std}")
+        if not (math.isfinite(std) and std > 0) or not all(map(math.isfinite, (mean, scale, bias))):
+            raise ValueError(f"FixedNormalizer: need finite mean, scale, bias and std > 0, got mean={mean}, "
+                             f"std={std}, scale={scale}, bias={bias}")
         self.register_buffer("mean", torch.tensor(float(mean), dtype=torch.float64))
         self.register_buffer("std", torch.tensor(float(std), dtype=torch.float64))
+        self.scale, self.bias = float(scale), float(bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ((x - self.mean) / self.std).to(x.dtype)
+        return (self.scale * (x - self.mean) / self.std + self.bias).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"mean={self.mean.item():.6g}, std={self.std.item():.6g}"
+        return f"mean={self.mean.item():.6g}, std={self.std.item():.6g}, scale={self.scale:g}, bias={self.bias:g}"
 
 
 class RunningNormalizer(Normalizer):

@@ -68,15 +68,16 @@ def test_hierarchical_at_below_and_above_threshold() -> None:
     assert "reward/length_mean" not in stats and stats["time/score"] == 2.0
 
 
-def test_weighted_sum_and_aspect_only_still_skip_degenerate_rows() -> None:
+def test_weighted_sum_and_aspect_only_give_degenerate_rows_w_h_times_h_alone() -> None:
     weighted = gate("weighted_sum", make_rollout()).token_rewards
     # no gate: row 1 now gets its aspects too: [0.25, 0.25 + 0.5 + 0.5]; row 3 keeps w_h·H only
     assert torch.equal(weighted[1], torch.tensor([0.25, 1.25, 0.0, 0.0]))
     assert torch.equal(weighted[3], torch.tensor([2.0, 0.0, 0.0, 0.0]))
     aspect_only = gate("aspect_only", make_rollout())
     assert torch.equal(aspect_only.token_rewards[0], torch.tensor([0.25, 0.25, 0.25, 0.75]))
-    assert torch.equal(aspect_only.token_rewards[3], torch.zeros(4))
-    assert aspect_only.stats["reward/holistic_component_mean"] == 0.0
+    # the degenerate row gets w_h·H on its last token under aspect_only too (the authors' rule, before any strategy)
+    assert torch.equal(aspect_only.token_rewards[3], torch.tensor([2.0, 0.0, 0.0, 0.0]))
+    assert aspect_only.stats["reward/holistic_component_mean"] == 0.5  # that 2.0 over 4 responses
 
 
 def test_holistic_only_and_no_active_aspects_give_the_holistic_reward_alone() -> None:

@@ -2,13 +2,15 @@
 
 The aspect part is the sum of ``rollout.aspect_rewards`` over ``rollout.active_aspects`` (already shaped and
 weighted), zero on degenerate responses and zero everywhere when no aspect is active; ``compose_rewards`` applies the
-configured strategy (the hierarchical rule lives there).
+configured strategy (the hierarchical rule lives there) and gives degenerate responses w_h·H (H = the penalty) on
+their last token under every strategy, ``aspect_only`` included.
 
 Logged in ``rollout.stats`` (means over the B responses of per-response sums over tokens, unless said otherwise):
 - ``reward/gate_pass_rate``: share of the *non-degenerate* responses with H ≥ τ (degenerate ones carry the penalty H
   and never get aspect rewards, so they say nothing about the gate); 0 when every response is degenerate. Logged for
   every strategy (for the non-hierarchical ones it is the share that *would* pass).
-- ``reward/holistic_component_mean``: the holistic part of the reward (what the strategy gives with no aspect reward).
+- ``reward/holistic_component_mean``: the holistic part of the reward (what the strategy gives with no aspect reward;
+  for ``aspect_only`` that is the degenerate responses' penalty alone).
 - ``reward/aspect_component_mean``: the rest, i.e. the aspect bonuses that survive the strategy's gate.
 - ``reward/<aspect>_mean``: each active aspect's own part of the aspect component.
 - ``reward/total_mean``: the whole reward (holistic + aspect component).
@@ -84,7 +86,7 @@ class RewardComposition(RolloutCallback):
     def _compose(self, rollout: Rollout, aspects: Tensor) -> Tensor:
         """(B, T) reward of the configured strategy for a (B, T) aspect part."""
         return compose_rewards(rollout.holistic, aspects, rollout.response_mask, self.config.strategy,
-                               self.config.threshold, self.config.holistic_weight)
+                               self.config.threshold, self.config.holistic_weight, degenerate=rollout.degenerate)
 
     def on_rollout_scored(self, trainer: Trainer, module: "ALaRMModule", rollout: Rollout) -> Rollout:
         """Hand back a new rollout with ``rewards`` (B, T) and the reward stats; the input is left unchanged."""

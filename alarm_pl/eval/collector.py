@@ -40,7 +40,7 @@ class EvalCollector:
             directions = {name: bool(scored.scores[name].higher_is_better) for name in scoring.aspect_names}
             record = GenerationRecord(
                 prompt=prompt, generation=inputs.responses[i], reference=batch.references[i],
-                holistic=float(scored.holistic[i]),
+                holistic=float(scored.holistic_unpenalized[i]), degenerate=bool(scored.degenerate[i]),
                 holistic_raw=float(scored.scores[holistic_name].oriented_metric[i]),
                 aspects=aspects, aspect_higher_is_better=directions, length=int(inputs.lengths[i]), run={})
             self.items.append((batch.indices[i] if batch.indices is not None else len(self.items), record))

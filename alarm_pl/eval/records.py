@@ -1,9 +1,15 @@
 """The generation file: one JSON line per prompt, shared by the trainer (writer) and the evaluation suite (reader).
 
 A line holds the prompt, the policy's generation, the optional reference, the normalised holistic reward H (and the
-raw one), every aspect's per-response summary metric with its direction, the response length in tokens and the run's
-identity (config hash, checkpoint, decoding settings, step). Non-finite floats are written as ``null`` so that the
-file stays strict JSON; ``null`` reads back as NaN.
+raw one), whether the response is degenerate, every aspect's per-response summary metric with its direction, the
+response length in tokens and the run's identity (config hash, checkpoint, decoding settings, step).
+
+``holistic`` is the reward model's normalised score, *without* the −10 training penalty of degenerate (empty)
+responses, as in the authors' test files (``holistic_reward`` in ``MT/train_ppo.py`` / ``long-form-QA/train_ppo.py``
+``test``, which apply no penalty); win rates compare it. The penalty stays visible as ``degenerate: true``. Files
+written before that field existed read as ``degenerate: false`` and carry the penalty in ``holistic``.
+
+Non-finite floats are written as ``null`` so that the file stays strict JSON; ``null`` reads back as NaN.
 
 Every file of the evaluation suite is written atomically: a temporary file in the same directory, flushed and
 fsynced, then ``os.replace``d over the target, so a reader never sees a half-written file.
@@ -35,8 +41,9 @@ class GenerationRecord:
         prompt: the policy prompt (also the instruction shown to an LLM judge); records of two runs match by it.
         generation: the decoded response.
         reference: the reference output (MT) or ``None``.
-        holistic: H, the normalised holistic reward (higher is better).
+        holistic: H, the normalised holistic reward (higher is better), without the degenerate penalty.
         holistic_raw: the raw reward-model output before normalisation, or ``None``.
+        degenerate: the response is degenerate (empty): training gave it the penalty H instead of ``holistic``.
         aspects: each aspect's per-response summary metric in its own units (e.g. grammar error rate).
         aspect_higher_is_better: direction of each metric in ``aspects`` (False for error rates).
         length: response length in policy tokens.
@@ -48,6 +55,7 @@ class GenerationRecord:
     reference: Optional[str] = None
     holistic: float
     holistic_raw: Optional[float] = None
+    degenerate: bool = False
     aspects: dict[str, float] = field(default_factory=dict)
     aspect_higher_is_better: dict[str, bool] = field(default_factory=dict)
     length: int
@@ -61,6 +69,7 @@ class GenerationRecord:
             "reference": self.reference,
             "holistic": _finite_or_none(self.holistic),
             "holistic_raw": _finite_or_none(self.holistic_raw),
+            "degenerate": bool(self.degenerate),
             "aspects": {name: _finite_or_none(value) for name, value in self.aspects.items()},
             "aspect_higher_is_better": dict(self.aspect_higher_is_better),
             "length": int(self.length),
@@ -93,6 +102,7 @@ class GenerationRecord:
             holistic=_number(obj.get("holistic"), "holistic", where),
             holistic_raw=None if obj.get("holistic_raw") is None else _number(obj["holistic_raw"], "holistic_raw",
                                                                                 where),
+            degenerate=_boolean(obj.get("degenerate", False), "degenerate", where),
             aspects={str(k): _number(v, f"aspects.{k}", where) for k, v in aspects.items()},
             aspect_higher_is_better={str(k): _boolean(v, f"aspect_higher_is_better.{k}", where)
                                      for k, v in directions.items()},

@@ -10,11 +10,15 @@
 | `hierarchical`  | `holistic_only` where H < τ, `weighted_sum` where H ≥ τ       |
 
 The aspect reward handed in is already shaped, weighted and summed over the active aspects; H is already normalised.
+Degenerate responses (``degenerate``) get ``holistic_only`` under every strategy, ``aspect_only`` included: w_h·H on
+their last token (H being the penalty), no aspect reward — the authors assign ``[0, …, 0, w_h·(−10)]`` to them before
+the strategy is even looked at (``too_short_idx`` … ``continue`` in ``MT/train_ppo.py`` and
+``long-form-QA/train_ppo.py`` ``main``).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -88,17 +92,19 @@ def compose_rewards(
     strategy: str,
     threshold: float,
     holistic_weight: float,
+    degenerate: Optional[Tensor] = None,
 ) -> Tensor:
     """The per-token reward handed to PPO (before the KL penalty), for one of ``STRATEGIES``.
 
     Args:
-        holistic: (B,) normalised holistic reward H.
+        holistic: (B,) normalised holistic reward H (the degenerate penalty already in it).
         aspects: (B, T) aspect reward, already shaped, weighted and summed over the active aspects; values on
             padding are ignored.
         mask: (B, T) bool or 0/1 response mask, True on real tokens (right-padded).
         strategy: ``holistic_only``, ``aspect_only``, ``weighted_sum`` or ``hierarchical``.
         threshold: τ of the hierarchical gate (z-units of H); only ``hierarchical`` reads it.
         holistic_weight: w_h, the weight of H on the last real token.
+        degenerate: optional (B,) bool; these rows get ``holistic_only`` whatever the strategy (module docstring).
 
     Returns:
         (B, T) per-token reward in ``aspects``' dtype, exactly 0 on padding (and on every token of an empty row).
@@ -109,4 +115,11 @@ def compose_rewards(
     if strategy not in _DISPATCH:
         raise ValueError(f"unknown reward strategy {strategy!r}; expected one of {list(STRATEGIES)}")
     _check_shapes(holistic, aspects, mask)
-    return _DISPATCH[strategy](holistic, aspects, mask.bool(), float(threshold), float(holistic_weight))
+    mask, threshold, weight = mask.bool(), float(threshold), float(holistic_weight)
+    reward = _DISPATCH[strategy](holistic, aspects, mask, threshold, weight)  # (B, T)
+    if degenerate is None:
+        return reward
+    if degenerate.shape != holistic.shape:
+        raise ValueError(f"compose_rewards: degenerate must be (B,) like holistic, got {tuple(degenerate.shape)}")
+    penalty = _holistic_only(holistic, aspects, mask, threshold, weight)  # (B, T)
+    return torch.where(degenerate.bool().unsqueeze(1), penalty, reward)  # (B, T)

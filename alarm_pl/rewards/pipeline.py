@@ -21,15 +21,18 @@ class ScoredBatch(NamedTuple):
 
     Attributes:
         scores: every scorer's raw ``Score`` by name (the holistic one included).
-        holistic: (B,) H, normalised, with the degenerate penalty applied.
+        holistic: (B,) H, normalised, with the degenerate penalty applied (what training composes).
         aspect_rewards: (B, T) shaped and weighted reward of each aspect by name; 0 on degenerate rows.
-        degenerate: (B,) bool.
+        degenerate: (B,) bool, empty responses (``RewardConfig.degenerate_max_tokens``).
+        holistic_unpenalized: (B,) H as the reward model scored it, normalised, without the penalty (what generation
+            files and win rates report, as the authors' test files do).
     """
 
     scores: dict[str, Score]
     holistic: Tensor
     aspect_rewards: dict[str, Tensor]
     degenerate: Tensor
+    holistic_unpenalized: Tensor
 
 
 class ScoringPipeline(nn.Module):
@@ -84,8 +87,8 @@ class ScoringPipeline(nn.Module):
         mask = inputs.response_mask
         degenerate = inputs.lengths <= self.reward.degenerate_max_tokens  # (B,)
         holistic_score = self._checked(self.holistic_scorer, inputs)
-        holistic = normalize_holistic(holistic_score, self.holistic_scorer.normalizer, update_normalizers).to(mask.device)
-        holistic = torch.where(degenerate, torch.full_like(holistic, self.reward.degenerate_holistic), holistic)
+        scored = normalize_holistic(holistic_score, self.holistic_scorer.normalizer, update_normalizers).to(mask.device)
+        holistic = torch.where(degenerate, torch.full_like(scored, self.reward.degenerate_holistic), scored)  # (B,)
         scores = {self.holistic_scorer.name: holistic_score}
         aspect_rewards = {}
         for scorer in self.aspect_scorers:
@@ -93,7 +96,7 @@ class ScoringPipeline(nn.Module):
             scores[scorer.name] = score
             reward = shape_aspect(score, scorer, update=update_normalizers).to(mask.device)  # (B, T)
             aspect_rewards[scorer.name] = reward * (~degenerate).unsqueeze(1) * mask
-        return ScoredBatch(scores, holistic, aspect_rewards, degenerate)
+        return ScoredBatch(scores, holistic, aspect_rewards, degenerate, scored)
 
     @staticmethod
     def _checked(scorer: Scorer, inputs: ScoringInput) -> Score:

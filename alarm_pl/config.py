@@ -79,10 +79,15 @@ class RewardConfig:
     """τ, in z-units of the normalised holistic reward (paper: MT 0.5, QA 0.6). H == τ passes the gate."""
     holistic_weight: float = 1.0
     """w_h (paper: MT 3, QA 5)."""
-    degenerate_max_tokens: int = 2
-    """Responses with at most this many tokens are degenerate (paper: 2)."""
+    degenerate_max_tokens: int = 1
+    """Responses with at most this many tokens, EOS included, are degenerate. 1 = empty (EOS-only) responses, the
+    authors' rule: they flag trl outputs of at most 2 tokens, which for their encoder-decoder policies are the decoder
+    start token plus the response through its first EOS (``too_short_idx`` in ``MT/train_ppo.py``,
+    ``long-form-QA/train_ppo.py``). 0 switches the rule off."""
     degenerate_holistic: float = -10.0
-    """H assigned to degenerate responses, which get no aspect reward (paper: −10)."""
+    """H assigned to degenerate responses during training (authors: −10). Under every strategy they get w_h·H on their
+    last token and no aspect reward; generation files and win rates report their reward model's H instead, with
+    ``degenerate: true``."""
 
 
 @dataclass
@@ -112,9 +117,14 @@ class PPOConfig:
     whiten_rewards: bool = False
     """Whiten the per-token rewards before GAE."""
     target_kl: Optional[float] = 0.1
-    """Stop the PPO epochs of a rollout once approx_kl > 1.5 × target_kl (paper: 0.1); null disables."""
+    """Stop the PPO epochs of a rollout once the ``early_stop`` KL > 1.5 × target_kl (paper: 0.1); null disables."""
+    early_stop: Literal["epoch_mean", "last_minibatch"] = "epoch_mean"
+    """Which KL the early stop compares, after each epoch: ``epoch_mean``: approx_kl (k2) averaged over the epoch's
+    minibatches; ``last_minibatch``: trl 0.5's rule, the k1 policy KL mean(log π_old − log π) of the epoch's last
+    minibatch only (``PPOTrainer.step``: ``policykl = train_stats["policy/policykl"]`` then ``_early_stop``), which the
+    paper's runs used. Both are averaged over processes."""
     max_grad_norm: Optional[float] = 1.0
-    """Gradient clipping by norm (null: none)."""
+    """Gradient clipping by norm (null: none; trl 0.5's default, which the paper's runs used)."""
     kl_estimator: Literal["k1", "k3"] = "k1"
     """Per-token KL estimator of the reward penalty."""
 

@@ -222,11 +222,15 @@ class ALaRMModule(pl.LightningModule):
         return {k: v.detach().float() for k, v in stats.items()}
 
     def _should_stop(self, epoch_stats: list[dict[str, Tensor]]) -> bool:
-        """Early stop of the PPO epochs when approx_kl (averaged over the epoch and all processes) > 1.5 × target."""
+        """Early stop of the PPO epochs when the ``ppo.early_stop`` KL (averaged over processes) > 1.5 × target:
+        approx_kl averaged over the epoch, or trl's k1 policy_kl of the epoch's last minibatch."""
         if self.ppo_config.target_kl is None:
             return False
-        approx_kl = self._mean_across_processes(torch.stack([s["approx_kl"] for s in epoch_stats]).mean())
-        return bool(approx_kl > 1.5 * self.ppo_config.target_kl)
+        if self.ppo_config.early_stop == "last_minibatch":
+            kl = epoch_stats[-1]["policy_kl"]
+        else:
+            kl = torch.stack([s["approx_kl"] for s in epoch_stats]).mean()
+        return bool(self._mean_across_processes(kl) > 1.5 * self.ppo_config.target_kl)
 
     def _optimizer_step(self, optimizer, counted: bool) -> None:
         """Clip and step. ``counted`` steps go through Lightning's wrapper (one per rollout, so that ``global_step``

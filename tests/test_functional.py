@@ -196,6 +196,8 @@ def test_policy_loss_clipping_cases_and_stats():
     # approx_kl = mean of 0.5*(log ρ)^2 = 0.5 * (2 ln²1.5 + 2 ln²0.5) / 4 ≈ 0.16121
     assert stats.approx_kl.item() == pytest.approx(0.5 * (math.log(1.5) ** 2 + math.log(0.5) ** 2) / 2)
     assert not stats.approx_kl.requires_grad
+    # policy_kl (trl's policykl, k1) = mean(log π_old − log π) = −(2 ln 1.5 + 2 ln 0.5) / 4 = −ln(0.75) / 2 ≈ 0.1438
+    assert stats.policy_kl.item() == pytest.approx(-math.log(0.75) / 2)
 
 
 def test_policy_loss_on_policy_nothing_is_clipped():

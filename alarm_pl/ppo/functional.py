@@ -28,11 +28,14 @@ class PolicyLossStats(NamedTuple):
             always >= 0 and second-order accurate, so early stopping never fires on a negative estimate).
         clipfrac: share of real tokens whose clipped term is the active (larger) one of the two.
         ratio_mean: mean over real tokens of the probability ratio π / π_old.
+        policy_kl: mean over real tokens of log π_old - log π (the "k1" estimator of KL(π_old || π), may be negative):
+            trl 0.5's ``policy/policykl``, the quantity of its early stop (``PPOTrainer.loss`` / ``_early_stop``).
     """
 
     approx_kl: Tensor
     clipfrac: Tensor
     ratio_mean: Tensor
+    policy_kl: Tensor
 
 
 class ValueLossStats(NamedTuple):
@@ -199,6 +202,7 @@ def policy_loss(
             approx_kl=masked_mean(0.5 * log_ratio**2, mask),
             clipfrac=masked_mean((clipped > unclipped).float(), mask),
             ratio_mean=masked_mean(ratio, mask),
+            policy_kl=masked_mean(-log_ratio, mask),
         )
     return loss, stats
 

@@ -29,7 +29,11 @@ def train_on_keyword(rollouts: int, beta: float, seed: int = 0) -> list[float]:
         policy=PolicyConfig(model_name_or_path="tiny:mt-seq2seq", lora_r=16, lora_alpha=32, lora_dropout=0.0,
                             lora_target_modules=["q", "v", "lm_head"]),
         generation=GenerationConfig(max_new_tokens=24),
-        reward=RewardConfig(strategy="holistic_only", holistic_weight=3.0),
+        # The share of "the" is maximised by the one-word answer "the": this toy reward keeps the −10 on responses of
+        # ≤ 2 tokens (one word + EOS), so PPO must raise the share in real sentences. With the paper's rule (only
+        # empty responses, the default since issue 7) the share still rises, but 30 rollouts miss the margin below
+        # (seed 0: 0.090 → 0.137, against 0.090 → 0.169 here).
+        reward=RewardConfig(strategy="holistic_only", holistic_weight=3.0, degenerate_max_tokens=2),
         selection=SelectionConfig(mode="fixed", aspects=[]),
         ppo=PPOConfig(ppo_epochs=4, num_minibatches=2, lam=1.0, target_kl=None),
         kl_controller=FixedKLController(beta),

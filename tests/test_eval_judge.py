@@ -1,9 +1,7 @@
 """The LLM judge over real HTTP (the openai client against tests/openai_server.py): both orders, tie rules, reply
 parsing, retries, timeouts, fatal errors, rate limit, subset, cost, the cache and resuming an interrupted run."""
 
-import email.utils
 import json
-import time
 from collections import Counter
 from types import SimpleNamespace
 
@@ -11,7 +9,7 @@ import pytest
 from openai_server import COMPLETION_TOKENS, PROMPT_TOKENS, OpenAIServer
 
 from alarm_pl.eval.cache import JudgmentCache
-from alarm_pl.eval.client import JudgeError, RateLimiter, Reply, retry_after_seconds
+from alarm_pl.eval.client import JudgeError, RateLimiter, Reply
 from alarm_pl.eval.config import JudgeConfig
 from alarm_pl.eval.judge import pair_outcome, run_judge, select_prompts
 from alarm_pl.eval.prompt import load_prompt, parse_label, parse_message
@@ -238,11 +236,3 @@ def test_prompt_file_with_system_section(tmp_path):
     path.write_text("Compare {output_1} and {output_2}.")
     with pytest.raises(ValueError, match=r"prompt.txt: .*\{instruction\}"):
         load_prompt(str(path))
-
-
-def test_retry_after_header_forms():
-    assert retry_after_seconds({"retry-after": "2"}) == 2.0
-    assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25  # the finer one first
-    assert retry_after_seconds({"retry-after": "soon"}) is None and retry_after_seconds({}) is None
-    in_ten_seconds = email.utils.formatdate(time.time() + 10, usegmt=True)  # an HTTP date
-    assert 8.0 <= retry_after_seconds({"retry-after": in_ten_seconds}) <= 10.0

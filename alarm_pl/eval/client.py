@@ -1,19 +1,18 @@
 """One judge request over any OpenAI-compatible chat-completions endpoint, with our own retries and rate limit.
 
-The ``openai`` client is built with ``max_retries=0``: the retries that count are the ones here. A request is retried
-(at most ``max_retries`` times) after a 408, 409, 429 or 5xx status, a timeout or a connection error; the wait is
-the server's ``Retry-After`` (``retry-after-ms`` or ``retry-after`` in seconds or as an HTTP date) when it sends
-one, else ``backoff_base · 2^attempt`` capped at ``backoff_max``, with jitter. A 401, 403 or 404 stops the run
-(``JudgeError``): every other request would fail the same way. Any other failure is recorded on the reply.
-Every attempt, retries included, first waits for the shared requests-per-minute limiter.
+The ``openai`` client is built with ``max_retries=0``: the retries that count are the project's (``alarm_pl/retry.py``,
+shared with the LanguageTool client). A request is retried (at most ``max_retries`` times) after a 408, 409, 429 or
+5xx status, a timeout or a connection error; the wait is the server's ``Retry-After`` (``retry-after-ms`` or
+``retry-after`` in seconds or as an HTTP date) when it sends one, else ``backoff_base · 2^attempt`` capped at
+``backoff_max``, with jitter. A 401, 403 or 404 stops the run (``JudgeError``): every other request would fail the
+same way. Any other failure is recorded on the reply. Every attempt, retries included, first waits for the shared
+requests-per-minute limiter.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -21,11 +20,11 @@ from typing import Any, Callable, Optional
 
 from alarm_pl.eval.config import JudgeConfig
 from alarm_pl.eval.prompt import CHOOSE_OUTPUT_TOOL, TOOL_NAME, JudgePrompt, parse_message
+from alarm_pl.retry import Failure, RetryError, RetryPolicy, call_with_retries, is_retried_status, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDER_KEY = "no-key"
-RETRIED_STATUSES = (408, 409, 429)
 FATAL_STATUSES = (401, 403, 404)
 
 
@@ -93,26 +92,6 @@ def resolve_api_key(config: JudgeConfig) -> str:
     return PLACEHOLDER_KEY
 
 
-def retry_after_seconds(headers: Any) -> Optional[float]:
-    """The wait a server asks for in ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if any."""
-    if headers is None:
-        return None
-    milliseconds = headers.get("retry-after-ms")
-    try:
-        if milliseconds is not None:
-            return max(0.0, float(milliseconds) / 1000.0)
-    except ValueError:
-        pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if email.utils.parsedate_tz(value) else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
-
-
 class JudgeClient:
     """Asks one forced-choice question at a time; thread-safe (one ``openai.OpenAI`` client shared by threads).
 
@@ -132,6 +111,8 @@ class JudgeClient:
         self._client = openai.OpenAI(api_key=resolve_api_key(config), base_url=config.base_url,
                                      timeout=config.timeout, max_retries=0)
         self.endpoint = str(self._client.base_url)
+        self.retry_policy = RetryPolicy(max_retries=config.max_retries, backoff_base=config.backoff_base,
+                                        backoff_max=config.backoff_max, retry_after_max=config.retry_after_max)
 
     def _request_args(self, instruction: str, output_1: str, output_2: str) -> dict[str, Any]:
         args: dict[str, Any] = {"model": self.config.model, "temperature": 0,
@@ -151,34 +132,32 @@ class JudgeClient:
             JudgeError: on 401/403/404 (wrong key, model or URL).
         """
         args = self._request_args(instruction, output_1, output_2)
-        attempts = 0
-        while True:
-            attempts += 1
-            self.limiter.acquire()
-            try:
-                completion = self._client.chat.completions.create(**args)
-            except self._openai.APIStatusError as err:
-                if err.status_code in FATAL_STATUSES:
-                    raise JudgeError(f"judge endpoint {self.endpoint} (model {self.config.model!r}) answered "
-                                     f"{err.status_code}: {err.message}") from None
-                retried = err.status_code in RETRIED_STATUSES or err.status_code >= 500
-                failure, wait = f"HTTP {err.status_code}: {err.message}", retry_after_seconds(err.response.headers)
-            except self._openai.APIConnectionError as err:  # timeouts included
-                retried, failure, wait = True, f"{type(err).__name__}: {err}", None
-            else:
-                return self._reply(completion, attempts)
-            if not retried or attempts > self.config.max_retries:
-                return Reply(choice=None, status="error", attempts=attempts, error=failure)
-            delay = self._delay(attempts - 1, wait)
-            log.info("judge request failed (%s); retry %d/%d in %.2fs", failure, attempts, self.config.max_retries,
-                     delay)
-            time.sleep(delay)
 
-    def _delay(self, attempt: int, retry_after: Optional[float]) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.config.retry_after_max)
-        exponential = min(self.config.backoff_base * 2 ** attempt, self.config.backoff_max)
-        return exponential * random.uniform(0.5, 1.0)  # jitter: threads that failed together retry apart
+        def attempt() -> Any:
+            self.limiter.acquire()
+            return self._client.chat.completions.create(**args)
+
+        def on_retry(failure: Failure, retry: int, wait: float) -> None:
+            log.info("judge request failed (%s); retry %d/%d in %.2fs", failure.message, retry,
+                     self.config.max_retries, wait)
+
+        try:
+            completion, attempts = call_with_retries(attempt, self._classify, self.retry_policy, on_retry=on_retry)
+        except RetryError as err:
+            return Reply(choice=None, status="error", attempts=err.attempts, error=err.failure.message)
+        return self._reply(completion, attempts)
+
+    def _classify(self, err: Exception) -> Failure:
+        """A failed request as the retry rule sees it; a 401/403/404 raises ``JudgeError``, unknown errors propagate."""
+        if isinstance(err, self._openai.APIStatusError):
+            if err.status_code in FATAL_STATUSES:
+                raise JudgeError(f"judge endpoint {self.endpoint} (model {self.config.model!r}) answered "
+                                 f"{err.status_code}: {err.message}") from None
+            return Failure(is_retried_status(err.status_code), f"HTTP {err.status_code}: {err.message}",
+                           retry_after_seconds(err.response.headers))
+        if isinstance(err, self._openai.APIConnectionError):  # timeouts included
+            return Failure(True, f"{type(err).__name__}: {err}")
+        raise err
 
     @staticmethod
     def _reply(completion: Any, attempts: int) -> Reply:

@@ -26,7 +26,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-Span = tuple[int, int]
+from alarm_pl.rewards.base import Span
+
 REPLACEMENT_CHAR = "\ufffd"
 """What byte-level decoders emit for an incomplete UTF-8 sequence."""
 

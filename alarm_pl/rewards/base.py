@@ -26,6 +26,10 @@ from torch import Tensor, nn
 
 Shaping = Literal["sigmoid", "identity"]
 
+Span = tuple[int, int]
+"""A character span ``[start, end)`` in a string: a token's characters in its decoded response, a word, a sentence, a
+grammar error. The one span type of the reward code (``align``, ``text`` and the aspect scorers use it)."""
+
 
 @dataclass(frozen=True)
 class ScoringInput:
@@ -48,7 +52,7 @@ class ScoringInput:
     metadata: list[dict]
     response_ids: Tensor
     response_mask: Tensor
-    token_spans: list[list[tuple[int, int]]]
+    token_spans: list[list[Span]]
 
     @property
     def lengths(self) -> Tensor:

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from alarm_pl.models.reward_model import ULTRARM_TEMPLATE, FrozenRewardModel, HeadKind
-from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScoringInput, Shaping
+from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScoringInput
 
 
 def questions(inputs: ScoringInput) -> list[Optional[str]]:
@@ -35,7 +35,7 @@ class RewardModelScorer(Scorer):
         key_mapping: regexes renaming checkpoint weights for a head saved under another name (UltraRM:
             ``{"^regression_head": "score"}``).
         allow_cpu_quantization: quantize without CUDA (bitsandbytes CPU kernels; tests only).
-        name, weight, normalizer, shaping: see ``Scorer``.
+        **kwargs: ``name``, ``weight``, ``normalizer``, ``shaping`` of ``Scorer``.
     """
 
     default_name = "holistic"
@@ -44,9 +44,8 @@ class RewardModelScorer(Scorer):
     def __init__(self, model_name_or_path: str, template: str = ULTRARM_TEMPLATE, batch_size: int = 8,
                  max_length: int = 1024, quantization_bits: Optional[int] = None, dtype: str = "float32",
                  key_mapping: Optional[dict[str, str]] = None, allow_cpu_quantization: bool = False,
-                 name: Optional[str] = None, weight: float = 1.0, normalizer: Optional[torch.nn.Module] = None,
-                 shaping: Shaping = "sigmoid") -> None:
-        super().__init__(name=name, weight=weight, normalizer=normalizer, shaping=shaping)
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         self.model_name_or_path, self.template = model_name_or_path, template
         self.batch_size, self.max_length = batch_size, max_length
         self.quantization_bits, self.dtype = quantization_bits, dtype

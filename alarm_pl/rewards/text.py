@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-Span = tuple[int, int]
+from alarm_pl.rewards.base import Span
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 _SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]»]*(?=\s+(?![\sa-z])|\s*$)|\n")

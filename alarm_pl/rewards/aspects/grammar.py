@@ -6,7 +6,8 @@ Every real response token gets ``correct_value`` (0); tokens overlapping a Langu
 Backends:
 - ``http`` (default): a running LanguageTool server's public ``/v2/check`` API (``POST`` form fields ``text``,
   ``language``, ``disabledRules``; JSON reply ``{"matches": [{"offset", "length", "rule": {"id"}}]}``), called with
-  the standard library (urllib) from a thread pool, with a timeout per request and retries with exponential backoff.
+  the standard library (urllib) from a thread pool, with a timeout per request and the project's HTTP retry rule
+  (``alarm_pl/retry.py``: 408/409/429/5xx, timeouts and connection errors; exponential backoff or Retry-After).
   Start a server with e.g. ``java -cp languagetool-server.jar org.languagetool.server.HTTPServer --port 8081``
   or the ``erikvl87/languagetool`` Docker image.
 - ``local``: ``language_tool_python.LanguageTool``, which downloads LanguageTool on first use (this fails offline;
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,9 +29,8 @@ from typing import Literal, Optional
 
 import torch
 
-from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScoringInput, Shaping
-
-Span = tuple[int, int]
+from alarm_pl.retry import Failure, RetryError, RetryPolicy, call_with_retries, is_retried_status, retry_after_seconds
+from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScoringInput, Span
 
 
 def utf16_to_index(text: str, offsets: list[int]) -> list[int]:
@@ -80,6 +79,16 @@ def grammar_values(token_spans: list[Span], error_spans: list[Span], length: int
     return values
 
 
+def _classify(err: Exception) -> Failure:
+    """A failed LanguageTool request as the retry rule sees it (``alarm_pl.retry``); unknown errors propagate."""
+    if isinstance(err, urllib.error.HTTPError):  # before URLError, its base class
+        body = err.read().decode("utf-8", "replace")[:200]
+        return Failure(is_retried_status(err.code), f"HTTP {err.code}: {body}", retry_after_seconds(err.headers))
+    if isinstance(err, (urllib.error.URLError, OSError, http.client.HTTPException, ValueError)):
+        return Failure(True, f"{type(err).__name__}: {getattr(err, 'reason', err)}")  # ValueError: not JSON
+    raise err
+
+
 class GrammarScorer(Scorer):
     """LanguageTool grammar errors as dense token rewards (see the module docstring).
 
@@ -90,11 +99,12 @@ class GrammarScorer(Scorer):
         correct_value: value of every token outside a match (the paper: 0).
         error_value: value of tokens overlapping a match (the paper: −1).
         timeout: seconds per HTTP request.
-        retries: further attempts after a failed request (connection error, timeout, HTTP 5xx or 429).
-        backoff: seconds before the first retry, doubled before each further one.
+        retries: further attempts after a failed request (connection error, timeout, HTTP 408, 409, 429 or 5xx).
+        backoff: seconds before the first retry, doubled before each further one (with jitter), unless the server
+            sends Retry-After.
         max_concurrency: parallel HTTP requests.
         disabled_rules: LanguageTool rule ids to ignore (e.g. ``["WHITESPACE_RULE"]``).
-        name, weight, normalizer, shaping: see ``Scorer``.
+        **kwargs: ``name``, ``weight``, ``normalizer``, ``shaping`` of ``Scorer``.
     """
 
     default_name = "grammar"
@@ -102,9 +112,8 @@ class GrammarScorer(Scorer):
     def __init__(self, backend: Literal["http", "local"] = "http", url: str = "http://localhost:8081/v2",
                  language: str = "en-US", correct_value: float = 0.0, error_value: float = -1.0, timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.5, max_concurrency: int = 4,
-                 disabled_rules: Optional[list[str]] = None, name: Optional[str] = None, weight: float = 1.0,
-                 normalizer: Optional[torch.nn.Module] = None, shaping: Shaping = "sigmoid") -> None:
-        super().__init__(name=name, weight=weight, normalizer=normalizer, shaping=shaping)
+                 disabled_rules: Optional[list[str]] = None, **kwargs) -> None:
+        super().__init__(**kwargs)
         if backend not in ("http", "local"):
             raise ValueError(f"scorer {self.name!r}: backend must be 'http' or 'local', got {backend!r}")
         if retries < 0 or max_concurrency < 1 or timeout <= 0:
@@ -138,26 +147,22 @@ class GrammarScorer(Scorer):
             self._tool = None
 
     def _request(self, url: str, data: Optional[bytes]) -> dict | list:
-        """One HTTP call with retries and backoff; the decoded JSON reply.
+        """One HTTP call with retries (``alarm_pl.retry``); the decoded JSON reply.
 
         Raises:
-            ScorerError: after the last failed attempt, or at once on a client error (HTTP 4xx other than 429).
+            ScorerError: after the last failed attempt, or at once on a status that is not retried (e.g. 404).
         """
-        last = "no attempt"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=self.timeout) as reply:
-                    return json.loads(reply.read().decode("utf-8"))
-            except urllib.error.HTTPError as err:
-                last = f"HTTP {err.code}: {err.read().decode('utf-8', 'replace')[:200]}"
-                if 400 <= err.code < 500 and err.code != 429:
-                    break
-            except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
-                last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-        raise ScorerError(f"scorer {self.name!r}: LanguageTool request to {url} failed after {attempt + 1} "
-                          f"attempt(s) (timeout {self.timeout:g} s): {last}. Is a LanguageTool server running there?")
+        def attempt() -> dict | list:
+            with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=self.timeout) as reply:
+                return json.loads(reply.read().decode("utf-8"))
+
+        policy = RetryPolicy(max_retries=self.retries, backoff_base=self.backoff)
+        try:
+            return call_with_retries(attempt, _classify, policy)[0]
+        except RetryError as err:
+            raise ScorerError(f"scorer {self.name!r}: LanguageTool request to {url} failed after {err.attempts} "
+                              f"attempt(s) (timeout {self.timeout:g} s): {err.failure.message}. Is a LanguageTool "
+                              f"server running there?") from None
 
     def _check_http(self, text: str) -> list[Span]:
         """Error spans of one text from the server (no request for blank text)."""

@@ -34,10 +34,9 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor
 
-from alarm_pl.rewards.base import Score, ScorerError, ScoringInput
+from alarm_pl.rewards.base import Score, ScorerError, ScoringInput, Span
 from alarm_pl.rewards.holistic import RewardModelScorer, questions
 
-Span = tuple[int, int]
 QA_TEMPLATE = "{prompt} answer: {response}"
 """FineGrainedRLHF's factuality and completeness input (``f"{meta['prompt']} answer: {...}"``, QA-Feedback prompts
 already read ``question: … context: …``); its relevance model reads ``question: {question} answer: {response}``."""

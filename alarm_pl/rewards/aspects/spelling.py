@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from alarm_pl.rewards.align import char_spans_to_token_mask, scatter_token_values
-from alarm_pl.rewards.base import Score, Scorer, ScoringInput
+from alarm_pl.rewards.base import Score, Scorer, ScoringInput, Span
 from alarm_pl.rewards.text import word_spans
 
 
@@ -55,7 +55,7 @@ class SpellingScorer(Scorer):
             raise ValueError(f"scorer {self.name!r}: pyspellchecker has no dictionary "
                              f"{self.language!r}: {err}") from err
 
-    def misspelled_spans(self, text: str) -> list[tuple[int, int]]:
+    def misspelled_spans(self, text: str) -> list[Span]:
         """Character spans of the misspelled words (or word parts between hyphens) of ``text``."""
         if self._checker is None:
             self.setup(torch.device("cpu"))

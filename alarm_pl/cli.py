@@ -29,15 +29,21 @@ class ALaRMCLI(LightningCLI):
                             help="With --export_dir: also write the merged full model under <export_dir>/merged.")
 
 
-def cli_main(args: Optional[list[str]] = None, run: bool = True) -> ALaRMCLI:
-    """Entry point; ``args`` lets tests run the CLI in-process."""
+def build_cli(cli_class: type[LightningCLI], args: Optional[list[str]], run: bool) -> LightningCLI:
+    """Parse ``args`` and build the module, data module and trainer with one of the project's CLIs (training, or
+    calibration in ``alarm_pl/calibrate.py``): one parser setup for every command."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from jsonargparse import set_parsing_settings
 
     set_parsing_settings(docstring_parse_attribute_docstrings=True)  # dataclass field docstrings become --help
-    cli = ALaRMCLI(pl.LightningModule, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
-                   args=args, run=run, auto_configure_optimizers=False, save_config_kwargs={"overwrite": True},
-                   parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None)
+    return cli_class(pl.LightningModule, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
+                     args=args, run=run, auto_configure_optimizers=False, save_config_kwargs={"overwrite": True},
+                     parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None)
+
+
+def cli_main(args: Optional[list[str]] = None, run: bool = True) -> ALaRMCLI:
+    """Entry point; ``args`` lets tests run the CLI in-process."""
+    cli = build_cli(ALaRMCLI, args, run)
     if run and cli.subcommand == "fit":
         export_dir = cli.config["fit"].get("export_dir")
         if export_dir and cli.trainer.is_global_zero:

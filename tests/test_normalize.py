@@ -1,4 +1,4 @@
-"""Normalisers, shaping, the aspect/holistic reward pipeline and calibration snippets."""
+"""Normalisers, shaping and the aspect/holistic reward pipeline."""
 
 import math
 import os
@@ -14,7 +14,6 @@ from alarm_pl.rewards.normalize import (
     FixedNormalizer,
     RunningNormalizer,
     shape_aspect,
-    calibration_snippet,
     normalize_holistic,
     shape_values,
 )
@@ -123,21 +122,3 @@ def test_holistic_reward_uses_oriented_metric():
     # oriented: -1, -3; with μ = -2, σ = 1: H = 1, -1
     assert normalize_holistic(score, FixedNormalizer(mean=-2.0, std=1.0)).tolist() == [1.0, -1.0]
     assert normalize_holistic(score, None).tolist() == [-1.0, -3.0]
-
-
-def test_calibration_snippet_parses_with_provenance():
-    values = torch.tensor([-2.0, -4.0, 0.5, 1.0, -7.25])
-    text = calibration_snippet("ultrarm", values, "UltraRM-13B 4-bit\nEuroparl es-en train[:5]", date="2024-03-11")
-    lines = text.splitlines()
-    assert lines[0] == "# ultrarm: FixedNormalizer fitted on n=5 values, 2024-03-11"
-    assert lines[1:3] == ["# UltraRM-13B 4-bit", "# Europarl es-en train[:5]"]
-    parsed = yaml.safe_load(text)["normalizer"]
-    assert parsed["class_path"] == "alarm_pl.rewards.normalize.FixedNormalizer"
-    # mean = -11.75/5 = -2.35; deviations .35 -1.65 2.85 3.35 -4.9, squares sum 46.2, /(5-1) = 11.55,
-    # sample std sqrt(11.55) = 3.3985 -> 4 significant digits 3.399
-    assert parsed["init_args"] == {"mean": -2.35, "std": 3.399}
-    FixedNormalizer(**parsed["init_args"])  # the snippet builds a valid normaliser
-    tiny = yaml.safe_load(calibration_snippet("tiny", torch.tensor([1e-5, 3e-5]), "x"))["normalizer"]["init_args"]
-    assert isinstance(tiny["mean"], float) and tiny["mean"] == 2e-5  # "2.0e-05", not the string "2e-05"
-    with pytest.raises(ValueError, match="calibration_snippet\\('flat'\\)"):
-        calibration_snippet("flat", torch.ones(4), "x")

@@ -7,13 +7,13 @@ Pipeline of one aspect (``shape_aspect``): placed values a → normaliser (z-sco
 → × weight w_k;  exactly 0 off the placed positions. The holistic reward (``normalize_holistic``) is normalised and
 never shaped: H = (H_raw − μ) / σ.
 
-Every normalisation constant must carry its provenance: ``calibration_snippet`` turns measured values into the YAML
-of a ``FixedNormalizer`` preceded by a comment saying how many values, which tool, which data and when.
+Every normalisation constant must carry its provenance: ``python -m alarm_pl.calibrate`` (``alarm_pl/calibrate.py``)
+measures values on a policy and prints the YAML of a ``FixedNormalizer`` preceded by a comment saying how many
+values, which command, which data and when.
 """
 
 from __future__ import annotations
 
-import datetime
 import math
 from typing import TYPE_CHECKING, Optional
 
@@ -36,7 +36,7 @@ class FixedNormalizer(Normalizer):
 
     Args:
         mean: μ, the mean of the values on the calibration data (cite the tool and data in a YAML comment; see
-            ``calibration_snippet``).
+            ``alarm_pl.calibrate``).
         std: σ > 0, their standard deviation.
         scale: factor on the z-score (1: plain z-normalisation).
         bias: added after scaling.
@@ -187,47 +187,3 @@ def normalize_holistic(score: Score, normalizer: Optional[Normalizer], update: b
     if update:
         normalizer.update(raw)
     return normalizer(raw)  # (B,)
-
-
-def _yaml_float(x: float) -> str:
-    """``x`` rounded to 4 significant digits, written so that YAML 1.1 loaders read a float (``1.0e-05``)."""
-    text = repr(float(f"{x:.4g}"))
-    if "e" in text and "." not in text.split("e")[0]:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}.0e{exponent}"
-    return text
-
-
-def calibration_snippet(name: str, values: Tensor, provenance: str, date: Optional[str] = None) -> str:
-    """YAML for a ``FixedNormalizer`` fitted to ``values``, preceded by a comment saying where it comes from.
-
-    Args:
-        name: the scorer the constants are for (goes into the comment).
-        values: (N,) observed values (e.g. raw UltraRM rewards of the SFT policy on 1,000 training prompts).
-        provenance: tool and data, e.g. ``"UltraRM-13B 4-bit on Europarl es-en train[:1000], halfrot/sft-mt5-base
-            greedy"``; newlines become further comment lines.
-        date: ISO date of the measurement; today when None.
-
-    Returns:
-        A YAML fragment ``normalizer: {class_path: ..., init_args: {mean, std}}`` (sample std, both rounded to
-        4 significant digits) with the comment on the lines before it.
-
-    Raises:
-        ValueError: when fewer than 2 finite values are given or they are all equal.
-    """
-    values = values.detach().double().flatten()
-    values = values[torch.isfinite(values)]
-    if values.numel() < 2 or values.std().item() == 0:
-        raise ValueError(f"calibration_snippet({name!r}): need at least 2 finite, not all equal values "
-                         f"(got {values.numel()})")
-    date = date or datetime.date.today().isoformat()
-    comment = [f"# {name}: FixedNormalizer fitted on n={values.numel()} values, {date}"]
-    comment += [f"# {line}" for line in provenance.strip().splitlines()]
-    body = [
-        "normalizer:",
-        "  class_path: alarm_pl.rewards.normalize.FixedNormalizer",
-        "  init_args:",
-        f"    mean: {_yaml_float(values.mean().item())}",
-        f"    std: {_yaml_float(values.std().item())}",
-    ]
-    return "\n".join(comment + body) + "\n"

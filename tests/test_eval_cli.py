@@ -156,7 +156,7 @@ def test_killed_run_resumes_without_losing_or_repeating_a_judgment(tmp_path):
 def test_judge_options_are_typed_and_validated(tmp_path, caplog):
     from alarm_pl.eval.cli import build_parser, judge_config
 
-    args = build_parser().parse_args(["compare", "a.jsonl", "b.jsonl", "--out", "o", "--judge.max_tokens", "none",
+    args = build_parser().parse_args(["compare", "a.jsonl", "b.jsonl", "--out", "o", "--judge.max_tokens", "null",
                                       "--judge.rpm", "90", "--judge.subset", "3000", "--judge.tool", "off"])
     config = judge_config(args)
     assert (config.max_tokens, config.rpm, config.subset, config.tool) == (None, 90.0, 3000, "off")

@@ -5,18 +5,19 @@ when ``--judge.model`` is given, by an LLM judge. Writes ``DIR/report.md``, ``DI
 ``DIR/winrate_<metric>.png``, ``DIR/consistency.png`` and ``DIR/judge_cache.jsonl``, all atomically except the cache,
 which is appended to reply by reply. The API key is read from the environment variable named by
 ``--judge.api_key_env``; it is never an option.
+
+The options parse as in the training CLI (jsonargparse): ``compare --help`` documents every one (the ``JudgeConfig``
+field docstrings), ``--config FILE.yaml`` reads them from YAML (``runs: [...]``, ``out: DIR``, ``judge: {model: ...}``),
+later options override it, ``--print_config`` shows the result, and ``null`` unsets an optional value.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import logging
 import sys
-import typing
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from alarm_pl.eval.config import JudgeConfig
 from alarm_pl.eval.records import read_generations, write_text_atomic
@@ -27,46 +28,42 @@ log = logging.getLogger("alarm_pl.eval")
 CACHE_NAME = "judge_cache.jsonl"
 
 
-def _converter(hint: object) -> Callable[[str], object]:
-    """The argparse ``type`` of a ``JudgeConfig`` field from its hint (``Optional[int]`` -> int, Literal -> str).
+def _compare_parser() -> Any:
+    """The ``compare`` command's parser: files, output directory, and the ``JudgeConfig`` fields as ``--judge.*``."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
 
-    An optional field also accepts ``none`` (e.g. ``--judge.max_tokens none`` sends no limit).
-    """
-    optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
-    if optional:
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    kind = hint if hint in (int, float, str) else str
-
-    def convert(text: str) -> object:
-        return None if optional and text.lower() in ("none", "null") else kind(text)
-
-    convert.__name__ = kind.__name__  # argparse names the type in its error messages
-    return convert
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser; every ``JudgeConfig`` field is a ``--judge.<name>`` option."""
-    parser = argparse.ArgumentParser(prog="python -m alarm_pl.eval", description=__doc__.split("\n\n")[1])
-    commands = parser.add_subparsers(dest="command", required=True)
-    compare = commands.add_parser("compare", help="compare systems' generation files")
-    compare.add_argument("runs", nargs="+", type=Path, help="generation files (JSON Lines), one per system")
-    compare.add_argument("--out", type=Path, required=True, help="output directory")
-    compare.add_argument("--lower_is_better", nargs="*", default=[], metavar="ASPECT",
-                         help="aspects whose lower values are better, when the files do not declare it")
-    compare.add_argument("--log_level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
-    hints = typing.get_type_hints(JudgeConfig)
-    for field in dataclasses.fields(JudgeConfig):
-        hint = hints[field.name]
-        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
-        compare.add_argument(f"--judge.{field.name}", dest=f"judge.{field.name}", default=field.default,
-                             type=_converter(hint), choices=choices,
-                             help=f"{field.metadata['help']} (default: {field.default})")
+    parser = ArgumentParser(description="Compare systems' generation files (system names are the file stems).")
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
+    parser.add_argument("runs", nargs="+", type=str, help="generation files (JSON Lines), one per system")
+    parser.add_argument("--out", type=str, required=True, help="output directory")
+    parser.add_argument("--lower_is_better", nargs="*", type=str, default=[],
+                        help="aspects whose lower values are better, when the files do not declare it")
+    parser.add_argument("--log_level", type=str, default="INFO", help="logging level (DEBUG, INFO, WARNING)")
+    parser.add_argument("--judge", type=JudgeConfig, default=JudgeConfig(), help="the LLM judge (skipped without "
+                        "--judge.model)")
     return parser
 
 
-def judge_config(args: argparse.Namespace) -> JudgeConfig:
-    """The ``JudgeConfig`` from the parsed ``--judge.*`` options."""
-    return JudgeConfig(**{f.name: getattr(args, f"judge.{f.name}") for f in dataclasses.fields(JudgeConfig)})
+def build_parser() -> Any:
+    """The command-line parser (jsonargparse, like the training CLI): ``--help``, ``--config`` YAML files,
+    ``--print_config`` and dotted ``--judge.<field>`` options, typed and documented by ``JudgeConfig``."""
+    from jsonargparse import ArgumentParser, set_parsing_settings
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # dataclass field docstrings become --help
+    parser = ArgumentParser(prog="python -m alarm_pl.eval", description=__doc__.split("\n\n")[1])
+    commands = parser.add_subcommands(required=True)
+    commands.add_subcommand("compare", _compare_parser(), help="compare systems' generation files")
+    return parser
+
+
+def judge_config(config: Any) -> JudgeConfig:
+    """The ``JudgeConfig`` of a parsed command line (the root namespace or the ``compare`` one).
+
+    Raises:
+        ValueError: naming the ``--judge.*`` option with an invalid value.
+    """
+    judge = (config.compare if "compare" in config else config).judge
+    return judge if isinstance(judge, JudgeConfig) else JudgeConfig(**judge.as_dict())
 
 
 def load_systems(paths: Sequence[Path]) -> dict[str, list]:
@@ -120,26 +117,27 @@ def write_outputs(results: dict, out: Path) -> None:
     plot_consistency(out / "consistency.png", results["consistency"])
 
 
-def compare(args: argparse.Namespace) -> int:
-    """Run the ``compare`` command; returns the exit status."""
+def compare(args: Any) -> int:
+    """Run the ``compare`` command (its parsed namespace); returns the exit status."""
     from alarm_pl.eval.report import reward_results
 
     config = judge_config(args)
-    systems = load_systems(args.runs)
+    runs, out = [Path(run) for run in args.runs], Path(args.out)
+    systems = load_systems(runs)
     alignment = align_by_prompt(systems)
     results = reward_results(alignment, args.lower_is_better)
-    results["files"] = {name: str(path) for name, path in zip(systems, args.runs)}
-    judged = add_judge(results, alignment, config, args.out) if config.model else True
+    results["files"] = {name: str(path) for name, path in zip(systems, runs)}
+    judged = add_judge(results, alignment, config, out) if config.model else True
     if not config.model:
         log.info("no --judge.model given: the LLM judge is skipped")
-    write_outputs(results, args.out)
-    log.info("wrote %s", args.out / "report.md")
+    write_outputs(results, out)
+    log.info("wrote %s", out / "report.md")
     return 0 if judged else 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; ``argv`` defaults to ``sys.argv[1:]`` (tests pass a list)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(None if argv is None else list(argv)).compare
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per HTTP request drowns the progress
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

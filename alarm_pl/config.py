@@ -117,12 +117,16 @@ class PPOConfig:
     whiten_rewards: bool = False
     """Whiten the per-token rewards before GAE."""
     target_kl: Optional[float] = 0.1
-    """Stop the PPO epochs of a rollout once the ``early_stop`` KL > 1.5 × target_kl (paper: 0.1); null disables."""
+    """Stop the PPO epochs of a rollout once the ``early_stop`` KL > kl_stop_factor × target_kl (paper: 0.1); null
+    disables."""
     early_stop: Literal["epoch_mean", "last_minibatch"] = "epoch_mean"
     """Which KL the early stop compares, after each epoch: ``epoch_mean``: approx_kl (k2) averaged over the epoch's
     minibatches; ``last_minibatch``: trl 0.5's rule, the k1 policy KL mean(log π_old − log π) of the epoch's last
     minibatch only (``PPOTrainer.step``: ``policykl = train_stats["policy/policykl"]`` then ``_early_stop``), which the
     paper's runs used. Both are averaged over processes."""
+    kl_stop_factor: float = 1.5
+    """The early stop's margin over ``target_kl`` (paper: 1.5, the factor of trl 0.5's ``PPOTrainer._early_stop``,
+    which the authors' fork keeps)."""
     max_grad_norm: Optional[float] = 1.0
     """Gradient clipping by norm (null: none; trl 0.5's default, which the paper's runs used)."""
     kl_estimator: Literal["k1", "k3"] = "k1"
@@ -131,19 +135,26 @@ class PPOConfig:
     def __post_init__(self) -> None:
         if self.ppo_epochs < 1 or self.num_minibatches < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("model.ppo: ppo_epochs, num_minibatches and gradient_accumulation_steps must be >= 1")
+        if self.kl_stop_factor <= 0:
+            raise ValueError(f"model.ppo.kl_stop_factor must be > 0, got {self.kl_stop_factor}")
 
 
 @dataclass
 class SelectionConfig:
-    """Which aspect rewards are active (PAPER.md §1 step 1)."""
+    """Which aspect rewards are active (PAPER.md §1 step 1); see ``alarm_pl/callbacks/selection.py``."""
 
     mode: Literal["fixed", "auto", "online"] = "fixed"
-    """fixed: the listed aspects; auto: measure consistency during a warm-up, then decide once; online: keep measuring
-    and re-decide every ``reselect_every`` rollouts."""
+    """fixed: the listed aspects; auto (the paper's way): before the first PPO update, measure consistency on the
+    starting policy's greedy vs sampled responses to ``num_prompts`` training prompts, then decide once; online (our
+    extension): measure on the policy being trained, rollout by rollout, after a warm-up of ``warmup_rollouts``, and
+    re-decide every ``reselect_every`` rollouts."""
     aspects: Optional[list[str]] = None
     """fixed: the active aspect names; auto/online: the candidates considered. null = every configured aspect scorer."""
+    num_prompts: int = 256
+    """auto: training prompts of the selection pass, over all processes (each takes its share, rounded up). The paper
+    does not state how many prompts its offline study used."""
     warmup_rollouts: int = 4
-    """auto/online: rollouts of paired (greedy vs sampled) scoring before the first decision; no aspect is active
+    """online: rollouts of paired (greedy vs sampled) scoring before the first decision; no aspect is active
     during the warm-up (pure holistic reward)."""
     max_inconsistency: Optional[float] = None
     """auto/online: activate the aspects whose inconsistency is at or below this bound (a share in [0, 1]); combined
@@ -157,7 +168,7 @@ class SelectionConfig:
     this margin; a new one is added only when it is below the bound, or beats an active one, by more than it."""
     min_pairs: int = 8
     """auto/online: H-decisive pairs (sign of ΔH non-zero) an aspect needs before it can be selected (decayed counts
-    in online mode)."""
+    in online mode). auto fails with a clear error when no candidate has this many after its pass."""
     decay: float = 0.9
     """online: factor applied to the accumulated counts before each rollout after the first decision (1 keeps all
     evidence; the effective window is about 1 / (1 − decay) rollouts)."""
@@ -173,7 +184,7 @@ class SelectionConfig:
             raise ValueError(f"model.selection.top_k must be >= 1 or null, got {self.top_k}")
         if self.mode != "fixed" and self.top_k is None and self.max_inconsistency is None:
             raise ValueError(f"model.selection.mode={self.mode} needs max_inconsistency or top_k (both are null)")
-        for key in ("warmup_rollouts", "reselect_every", "min_pairs"):
+        for key in ("num_prompts", "warmup_rollouts", "reselect_every", "min_pairs"):
             if getattr(self, key) < 1:
                 raise ValueError(f"model.selection.{key} must be >= 1, got {getattr(self, key)}")
         if self.hysteresis < 0:

@@ -2,8 +2,14 @@
 ``rewards/compose.py``.
 
 One training step (DESIGN.md): generate → old log-probs + values → reference log-probs → score → rollout callbacks
-(aspect selection, hierarchical gating) → reward − β·KL → GAE → whitened advantages → ``ppo.ppo_epochs`` ×
-minibatches of manual optimisation → KL-controller update → logs.
+→ reward − β·KL → GAE → whitened advantages → ``ppo.ppo_epochs`` × minibatches of manual optimisation →
+KL-controller update → logs.
+
+The rollout callbacks run in a fixed order (``callbacks/base.py``): aspect selection (``AspectSelection``), then the
+reward composition of the configured strategy (``RewardComposition``), both installed by ``configure_callbacks``,
+then any user ``RolloutCallback`` from ``trainer.callbacks``, which sees — and may adjust — the composed
+``token_rewards`` that PPO trains on. The callbacks see this module only through the ``PolicyScorer`` protocol
+(``score_prompts``).
 
 ``trainer.max_steps`` counts **rollouts** (PPO steps in the paper's sense), not optimizer steps: each rollout takes
 several optimizer steps, but only its last one goes through Lightning's optimizer wrapper, so ``global_step`` advances
@@ -13,20 +19,24 @@ by exactly one per rollout.
 from __future__ import annotations
 
 import math
+import os
 import time
+from dataclasses import asdict
 from typing import Optional, Union
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from torch import Tensor
 
-from alarm_pl.callbacks.base import RolloutCallback
+from alarm_pl.callbacks.base import rollout_pipeline
 from alarm_pl.callbacks.composition import RewardComposition
 from alarm_pl.callbacks.selection import AspectSelection
 from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig, SelectionConfig
 from alarm_pl.data.prompts import PromptBatch
 from alarm_pl.eval.collector import EvalCollector
+from alarm_pl.eval.records import jsonable, run_identity
 from alarm_pl.models.policy import Generation, Policy
 from alarm_pl.ppo import functional as F
 from alarm_pl.ppo.kl import AdaptiveKLController, FixedKLController
@@ -94,11 +104,11 @@ class ALaRMModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
 
     def on_fit_start(self) -> None:
-        strategy = type(self.trainer.strategy).__name__
-        if strategy not in ("SingleDeviceStrategy", "DDPStrategy"):
-            raise RuntimeError(f"trainer.strategy: {strategy} is not supported yet; use a single device or 'ddp' "
-                               "(the only strategy whose per-backward gradient sync under several optimizer steps "
-                               "per rollout is tested)")
+        strategy = type(self.trainer.strategy)
+        if strategy not in (SingleDeviceStrategy, DDPStrategy):  # exact types: DeepSpeedStrategy subclasses DDP
+            raise RuntimeError(f"trainer.strategy: {strategy.__name__} is not supported yet; use a single device or "
+                               "'ddp' (the only strategy whose per-backward gradient sync under several optimizer "
+                               "steps per rollout is tested)")
         if "16-mixed" == str(self.trainer.precision):
             raise RuntimeError("trainer.precision=16-mixed is not supported (PPO's inner optimizer steps bypass the "
                                "loss scaler); use bf16-mixed or 32-true")
@@ -106,12 +116,11 @@ class ALaRMModule(pl.LightningModule):
     # ------------------------------------------------------------------ one rollout
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
         rollout = self.make_rollout(batch)
-        for callback in self.trainer.callbacks:
-            if isinstance(callback, RolloutCallback):
-                rollout = callback.on_rollout_scored(self.trainer, self, rollout)
+        for callback in rollout_pipeline(self.trainer.callbacks):  # selection → composition → user callbacks
+            rollout = callback.on_rollout_scored(self.trainer, self, rollout)
         if rollout.token_rewards is None:
-            raise RuntimeError("no rollout callback composed the rewards (RewardComposition is installed by "
-                               "configure_callbacks; was it removed?)")
+            raise RuntimeError("the rollout callbacks left token_rewards unset (a user RolloutCallback must hand back "
+                               "the composed rewards it received, adjusted or not)")
         start = time.perf_counter()
         stats = self.ppo_update(rollout)
         stats["time/update"] = time.perf_counter() - start
@@ -137,15 +146,18 @@ class ALaRMModule(pl.LightningModule):
         inputs, scored = self._decode_and_score(batch.prompts, batch.references, batch.metadata, generated,
                                                 update_normalizers=True)
         times["time/score"] = time.perf_counter() - start
-        return Rollout(query_ids, query_mask, response_ids, response_mask, inputs, old.logprobs, ref_logprobs,
-                       old.values, scored.scores, self.scoring.holistic_scorer.name, scored.holistic,
-                       scored.aspect_rewards, scored.degenerate, stats=times)
+        return Rollout(query_ids=query_ids, query_mask=query_mask, response_ids=response_ids,
+                       response_mask=response_mask, inputs=inputs, old_logprobs=old.logprobs,
+                       ref_logprobs=ref_logprobs, values=old.values, scores=scored.scores,
+                       holistic_name=self.scoring.holistic_scorer.name, holistic=scored.holistic,
+                       aspect_rewards=scored.aspect_rewards, degenerate=scored.degenerate, stats=times)
 
-    def score_greedy(self, rollout: Rollout) -> tuple[Tensor, dict[str, Score]]:
-        """Greedy responses to the rollout's prompts, scored: (H (B,), {aspect: raw Score}). Used for selection."""
-        generated = self.policy.generate(rollout.query_ids, rollout.query_mask, self.generation_config, do_sample=False)
-        _, scored = self._decode_and_score(rollout.inputs.prompts, rollout.inputs.references, rollout.inputs.metadata,
-                                           generated, update_normalizers=False)
+    @torch.no_grad()
+    def score_prompts(self, batch: PromptBatch, do_sample: bool) -> tuple[Tensor, dict[str, Score]]:
+        """The ``PolicyScorer`` protocol of the rollout callbacks (aspect selection): responses of the current
+        policy (eval mode, no update, normalisers not fed), scored: (H (B,), {aspect: raw Score})."""
+        self.policy.eval()
+        _, scored = self.generate_and_score(batch, do_sample)
         return scored.holistic, {name: scored.scores[name] for name in self.scoring.aspect_names}
 
     def generate_and_score(self, batch: PromptBatch, do_sample: bool) -> tuple[ScoringInput, ScoredBatch]:
@@ -222,15 +234,17 @@ class ALaRMModule(pl.LightningModule):
         return {k: v.detach().float() for k, v in stats.items()}
 
     def _should_stop(self, epoch_stats: list[dict[str, Tensor]]) -> bool:
-        """Early stop of the PPO epochs when the ``ppo.early_stop`` KL (averaged over processes) > 1.5 × target:
-        approx_kl averaged over the epoch, or trl's k1 policy_kl of the epoch's last minibatch."""
-        if self.ppo_config.target_kl is None:
+        """Early stop of the PPO epochs when the ``ppo.early_stop`` KL (averaged over processes) exceeds
+        ``ppo.kl_stop_factor`` × ``ppo.target_kl``: approx_kl averaged over the epoch, or trl's k1 policy_kl of the
+        epoch's last minibatch."""
+        cfg = self.ppo_config
+        if cfg.target_kl is None:
             return False
-        if self.ppo_config.early_stop == "last_minibatch":
+        if cfg.early_stop == "last_minibatch":
             kl = epoch_stats[-1]["policy_kl"]
         else:
             kl = torch.stack([s["approx_kl"] for s in epoch_stats]).mean()
-        return bool(self._mean_across_processes(kl) > 1.5 * self.ppo_config.target_kl)
+        return bool(self._mean_across_processes(kl) > cfg.kl_stop_factor * cfg.target_kl)
 
     def _optimizer_step(self, optimizer, counted: bool) -> None:
         """Clip and step. ``counted`` steps go through Lightning's wrapper (one per rollout, so that ``global_step``
@@ -282,7 +296,7 @@ class ALaRMModule(pl.LightningModule):
 
     def _evaluation_step(self, batch: PromptBatch, stage: str) -> None:
         inputs, scored = self.generate_and_score(batch, self.generation_config.eval_do_sample)
-        self.eval_collector.add(batch, inputs, scored, self.scoring)
+        self.eval_collector.add(batch, inputs, scored, self.scoring.holistic_scorer.name, self.scoring.aspect_names)
         size = len(batch)
         self.log(f"{stage}/holistic", scored.holistic.mean(), sync_dist=True, batch_size=size)
         for name in self.scoring.aspect_names:
@@ -304,9 +318,20 @@ class ALaRMModule(pl.LightningModule):
     def _finish_evaluation(self, stage: str) -> None:
         if self.trainer.sanity_checking:
             return
-        corpus = self.eval_collector.finish(self, stage)
+        step = self.trainer.global_step
+        directory = self.eval_collector.generations_dir or os.path.join(
+            self.trainer.log_dir or self.trainer.default_root_dir, "generations")
+        corpus = self.eval_collector.finish(os.path.join(directory, f"{stage}-step{step:06d}.jsonl"),
+                                            self._run_identity(stage))
         for key, value in corpus.items():
             self.log(f"{stage}/{key}", value, rank_zero_only=True)
+
+    def _run_identity(self, stage: str) -> dict:
+        """The ``run`` field of this run's generation records: the configuration's hash (hyper-parameters and
+        scorers), the checkpoint, the decoding, the step and the stage."""
+        scorers = [repr(s) for s in [self.scoring.holistic_scorer, *self.scoring.aspect_scorers]]
+        return run_identity(jsonable({**self.hparams, "scorers": scorers}), self.trainer.ckpt_path,
+                            jsonable(asdict(self.generation_config)), self.trainer.global_step, stage=stage)
 
     # ------------------------------------------------------------------ checkpoints and export
     def on_save_checkpoint(self, checkpoint: dict) -> None:

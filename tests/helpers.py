@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+from alarm_pl.callbacks.base import RolloutCallback
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
+from alarm_pl.rollout import Rollout
 
 
 class LastTokenIdScorer(Scorer):
@@ -34,3 +38,16 @@ class KeywordScorer(Scorer):
             words = [w.strip(".,?¿!").lower() for w in text.split()]
             values.append(sum(w in self.keywords for w in words) / max(len(words), 1))
         return Score.sequence(torch.tensor(values), inputs.response_mask)
+
+
+class RewardProbe(RolloutCallback):
+    """A user rollout callback (configured on the trainer): keeps every rollout it sees and adds one stat, the sum of
+    the composed per-token rewards it received."""
+
+    def __init__(self) -> None:
+        self.seen: list[Rollout] = []
+
+    def on_rollout_scored(self, trainer, module, rollout: Rollout) -> Rollout:
+        self.seen.append(rollout)
+        total = float("nan") if rollout.token_rewards is None else float(rollout.token_rewards.sum())
+        return dataclasses.replace(rollout, stats={**rollout.stats, "probe/token_reward_sum": total})

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from alarm_pl.callbacks.selection import AspectSelection
 from alarm_pl.cli import cli_main
+from tests.helpers import RewardProbe
 
 CONFIGS = sorted(glob.glob(str(Path(__file__).parents[1] / "configs" / "*.yaml")))
 
@@ -42,7 +44,7 @@ def _common(tmp_path):
     return ["--config", str(Path(CONFIGS[0]).parent / "tiny_mt.yaml"),
             "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
             "--data.init_args.batch_size", "8", "--data.init_args.num_val", "8", "--data.init_args.num_test", "12",
-            "--model.generation.max_new_tokens", "16", "--model.selection.warmup_rollouts", "1",
+            "--model.generation.max_new_tokens", "16", "--model.selection.num_prompts", "8",
             "--model.selection.min_pairs", "1", "--trainer.val_check_interval", "2"]
 
 
@@ -63,12 +65,15 @@ def test_fit_resume_test_export(tmp_path):
     beta = state["kl_controller"]["value"]
     assert beta != 0.05  # the adaptive controller moved and its state was saved
     selection = [v for k, v in state["callbacks"].items() if "AspectSelection" in k][0]
-    assert selection["active"]  # auto selection decided after the 1-rollout warm-up
+    assert selection["active"] and len(selection["history"]) == 1  # auto: decided once, by the selection pass
+    assert selection["history"][0]["rollout"] == 0  # ... before the first rollout (and its PPO update)
 
     resumed = cli_main(["fit", *_common(tmp_path), "--trainer.max_steps", "3", "--ckpt_path", ckpt])
     assert resumed.trainer.global_step == 3
     logged = [r for r in _metrics(tmp_path) if r.get("train/kl_coef")]
     assert float(logged[-1]["train/kl_coef"]) == pytest.approx(beta, rel=1e-6)  # β restored, not reset to β₀
+    restored = next(c for c in resumed.trainer.callbacks if isinstance(c, AspectSelection))
+    assert restored.history == selection["history"] and restored.rollouts_seen == 3  # no second selection pass
 
     tested = cli_main(["test", *_common(tmp_path), "--ckpt_path", ckpt, "--model.generations_dir",
                        str(tmp_path / "gen")])  # the command line wins over anything in the checkpoint
@@ -82,10 +87,29 @@ def test_fit_resume_test_export(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForSeq2SeqLM
 
-    base = AutoModelForSeq2SeqLM.from_pretrained(resumed.model.policy.tiny_path if hasattr(resumed.model.policy, "tiny_path")
-                                                 else _tiny_dir("mt-seq2seq"))
+    base = AutoModelForSeq2SeqLM.from_pretrained(_tiny_dir("mt-seq2seq"))
     model = PeftModel.from_pretrained(base, str(tmp_path / "export"))  # plain peft loads the exported adapter
     assert any("lora_" in n for n, _ in model.named_parameters())
+
+
+def test_user_rollout_callback_on_the_trainer_sees_the_composed_rewards(tmp_path):
+    probe = '[{"class_path": "tests.helpers.RewardProbe"}]'
+    cli = cli_main(["fit", *_common(tmp_path), "--trainer.max_steps", "2", "--trainer.val_check_interval", "null",
+                    "--trainer.limit_val_batches", "0", "--trainer.callbacks", probe])
+    # Lightning puts the module's own callbacks (selection, composition) after the trainer's; the probe still runs last
+    names = [type(c).__name__ for c in cli.trainer.callbacks]
+    assert names.index("RewardProbe") < names.index("AspectSelection") < names.index("RewardComposition")
+    seen = next(c for c in cli.trainer.callbacks if isinstance(c, RewardProbe)).seen
+    selection = next(c for c in cli.trainer.callbacks if isinstance(c, AspectSelection))
+    assert len(seen) == 2
+    for rollout in seen:
+        assert rollout.token_rewards is not None and rollout.active_aspects == selection.active != ()
+        assert "reward/total_mean" in rollout.stats and "selection/num_active" in rollout.stats
+        # the composed reward: total_mean is the mean over responses of each response's reward sum
+        assert float(rollout.token_rewards.sum()) / rollout.batch_size == pytest.approx(
+            rollout.stats["reward/total_mean"], rel=1e-5)
+    logged = [r for r in _metrics(tmp_path) if r.get("train/probe/token_reward_sum")]
+    assert len(logged) == 2  # what a user callback adds reaches the logs
 
 
 def _tiny_dir(name):

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from alarm_pl.selection.consistency import RewardConsistency
+from alarm_pl.selection.metric import RewardConsistency
 
 ASPECTS = ["grammar", "length", "flat"]
 
@@ -163,3 +163,74 @@ def test_two_processes_sum_their_counts(tmp_path) -> None:
         # after the sync the local state is restored: it is this rank's share only
         local = brute_force(*random_pairs(100 + rank, 20 + 7 * rank))
         assert result["local"].tolist() == [local[name]["n"] for name in ASPECTS]
+
+
+# ---- one definition: training-time selection and the evaluation report count alike (issue 7.11) -------------------
+
+NAN = math.nan
+# (H greedy, H sampled, grammar error rate greedy, sampled); grammar is lower-is-better, so its oriented Δ is −Δ.
+PAIRS = [
+    (1.0, 0.0, 0.1, 0.3),  # ΔH +, oriented Δ + : decisive, consistent
+    (0.0, 1.0, 0.1, 0.3),  # ΔH −, oriented Δ + : decisive, inconsistent
+    (0.5, 0.5, 0.1, 0.9),  # ΔH 0 (tie): not decisive
+    (2.0, 1.0, 0.2, 0.2),  # ΔH +, Δ 0 (tie): decisive, not inconsistent
+    (1.0, 0.0, NAN, 0.1),  # metric undefined on one side: counts for nothing (not even as H-decisive)
+    (NAN, 0.0, 0.1, 0.5),  # H undefined: never decisive
+    (-1.0, 0.0, 0.5, 0.1),  # ΔH −, oriented Δ − : decisive, consistent
+]
+# decisive: pairs 0, 1, 3, 6 -> 4; inconsistent: pair 1 -> 1/4
+
+
+def selection_inconsistency(pairs) -> float:
+    """Through training-time selection: the selection pass of ``AspectSelection`` on the module protocol."""
+    from alarm_pl.callbacks.selection import AspectSelection
+    from alarm_pl.config import SelectionConfig
+    from alarm_pl.data.prompts import PromptBatch
+    from alarm_pl.rewards.base import Score
+
+    class Pairs:
+        def score_prompts(self, batch, do_sample):
+            column = 1 if do_sample else 0
+            holistic = torch.tensor([p[column] for p in pairs], dtype=torch.float64)
+            metric = torch.tensor([p[2 + column] for p in pairs], dtype=torch.float64)
+            zeros = torch.zeros(len(pairs), 1)
+            return holistic, {"grammar": Score(zeros, zeros.bool(), metric, higher_is_better=False)}
+
+    callback = AspectSelection(SelectionConfig(mode="auto", num_prompts=len(pairs), min_pairs=1), ["grammar"])
+    batch = PromptBatch([f"p{i}" for i in range(len(pairs))], [None] * len(pairs), [{}] * len(pairs))
+    callback.selection_pass(Pairs(), [batch], len(pairs))
+    return callback.inconsistency["grammar"]
+
+
+def report_inconsistency(pairs, tmp_path) -> float:
+    """Through the evaluation report: two generation files (greedy, sampled) written, read back and compared."""
+    from alarm_pl.eval.records import GenerationRecord, read_generations, write_generations
+    from alarm_pl.eval.report import reward_results
+    from alarm_pl.eval.winrate import align_by_prompt
+
+    systems = {}
+    for column, name in enumerate(["greedy", "sampled"]):
+        records = [GenerationRecord(prompt=f"p{i}", generation=name, holistic=p[column], length=1,
+                                    aspects={"grammar": p[2 + column]}, aspect_higher_is_better={"grammar": False})
+                   for i, p in enumerate(pairs)]
+        write_generations(tmp_path / f"{name}.jsonl", records)  # NaN is written as null and read back as NaN
+        systems[name] = read_generations(tmp_path / f"{name}.jsonl")
+    result = reward_results(align_by_prompt(systems))["consistency"]["grammar"]
+    return NAN if result["inconsistency"] is None else result["inconsistency"]
+
+
+def test_selection_and_report_give_the_same_inconsistency(tmp_path) -> None:
+    assert selection_inconsistency(PAIRS) == 0.25
+    assert report_inconsistency(PAIRS, tmp_path) == 0.25
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(maybe_nan, maybe_nan, maybe_nan, maybe_nan), min_size=1, max_size=10))
+def test_property_selection_and_report_agree_with_nan_and_ties(tmp_path_factory, pairs) -> None:
+    pairs = [tuple(float(v) for v in p) for p in pairs]
+    # without an H-decisive pair whose metric is known, selection refuses to decide (tested in test_selection_pass.py)
+    assume(any(not math.isnan(p[0] - p[1]) and p[0] != p[1] and not math.isnan(p[2] - p[3]) for p in pairs))
+    expected = brute_force([p[0] for p in pairs], [p[1] for p in pairs], [[-p[2], 0, 0] for p in pairs],
+                           [[-p[3], 0, 0] for p in pairs])["grammar"]["inconsistency"]
+    assert selection_inconsistency(pairs) == pytest.approx(expected)
+    assert report_inconsistency(pairs, tmp_path_factory.mktemp("report")) == pytest.approx(expected)

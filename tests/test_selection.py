@@ -1,4 +1,5 @@
-"""Aspect selection: the pure decision rule, the config's validation, and the callback in its three modes."""
+"""Aspect selection: the pure decision rule, the config's validation, and the callback's fixed and online modes (the
+auto mode's selection pass: ``test_selection_pass.py``)."""
 
 from __future__ import annotations
 
@@ -8,65 +9,15 @@ import math
 import pytest
 import torch
 
+from selection_data import CANDIDATES, CONSISTENT, GRAMMAR_FLIPPED, FakeScorer, sampled_rollout
+
 from alarm_pl.callbacks.selection import AspectSelection
 from alarm_pl.config import SelectionConfig
-from alarm_pl.selection.rule import select_aspects
-from alarm_pl.rewards.base import Score, ScoringInput
 from alarm_pl.rollout import Rollout
-
-CANDIDATES = ["grammar", "good", "bad"]
-# Paired data of one rollout, B = 4. Greedy side a: H_a = [1, -1, 1, -1]; sampled side b: H_b = 0 -> ΔH = [+, -, +, -].
-H_GREEDY = [1.0, -1.0, 1.0, -1.0]
-# Greedy aspect metrics; the sampled side has grammar = 1 (an error rate, lower is better) and 0 for the others.
-#   grammar (lower better): oriented Δ = -(m_a - 1) = [+, -, +, -] -> agrees on all 4 -> 0/4
-#   good: Δ = [+, -, +, +] -> disagrees on pair 3 -> 1/4
-#   bad:  Δ = [-, +, +, -] -> disagrees on pairs 0, 1 -> 2/4
-CONSISTENT = {"grammar": [0.0, 2.0, 0.0, 2.0], "good": [1.0, -1.0, 1.0, 1.0], "bad": [-1.0, 1.0, 1.0, -1.0]}
-# grammar flipped: oriented Δ = [-, +, -, +] -> disagrees on all 4 -> 4/4; the others as above
-GRAMMAR_FLIPPED = {**CONSISTENT, "grammar": [2.0, 0.0, 2.0, 0.0]}
+from alarm_pl.selection.rule import select_aspects
 
 
-def make_rollout(sampled: dict[str, list[float]], holistic: list[float], lengths: list[int]) -> Rollout:
-    """A hand-built rollout: right-padded responses of ``lengths``; grammar is an error rate (lower is better)."""
-    batch, width = len(lengths), max(lengths)
-    mask = torch.arange(width).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)  # (B, T)
-    ids = torch.where(mask, torch.full(mask.shape, 5), torch.zeros(mask.shape, dtype=torch.long))
-    inputs = ScoringInput(prompts=["p"] * batch, responses=["r" * n for n in lengths], references=[None] * batch,
-                          metadata=[{}] * batch, response_ids=ids, response_mask=mask,
-                          token_spans=[[(i, i + 1) for i in range(n)] for n in lengths])
-    scores = {name: Score(values=torch.zeros(mask.shape), placed=torch.zeros(mask.shape, dtype=torch.bool),
-                          metric=torch.tensor(values), higher_is_better=name != "grammar")
-              for name, values in sampled.items()}
-    zeros = torch.zeros(mask.shape)
-    return Rollout(query_ids=ids, query_mask=mask, response_ids=ids, response_mask=mask, inputs=inputs,
-                   old_logprobs=zeros, ref_logprobs=zeros, values=zeros, scores=scores, holistic_name="holistic",
-                   holistic=torch.tensor(holistic), aspect_rewards={name: zeros.clone() for name in sampled},
-                   degenerate=torch.zeros(batch, dtype=torch.bool), stats={"time/generate": 1.5})
-
-
-SAMPLED = {"grammar": [1.0] * 4, "good": [0.0] * 4, "bad": [0.0] * 4}
-
-
-def sampled_rollout() -> Rollout:
-    return make_rollout(SAMPLED, [0.0] * 4, [3, 1, 2, 3])
-
-
-class FakeModule:
-    """Provides ``score_greedy``: the greedy side's H and scores, from a list of per-call aspect metrics."""
-
-    def __init__(self, greedy_metrics: list[dict[str, list[float]]], holistic: list[float] = H_GREEDY) -> None:
-        self.greedy_metrics = greedy_metrics
-        self.holistic = holistic
-        self.calls = 0
-
-    def score_greedy(self, rollout: Rollout) -> tuple[torch.Tensor, dict[str, Score]]:
-        metrics = self.greedy_metrics[min(self.calls, len(self.greedy_metrics) - 1)]
-        self.calls += 1
-        greedy = make_rollout(metrics, self.holistic, [2, 2, 2, 2])
-        return greedy.holistic, greedy.scores
-
-
-def run(callback: AspectSelection, module: FakeModule, n: int) -> list[Rollout]:
+def run(callback: AspectSelection, module: FakeScorer, n: int) -> list[Rollout]:
     return [callback.on_rollout_scored(None, module, sampled_rollout()) for _ in range(n)]
 
 
@@ -111,6 +62,7 @@ def test_select_hysteresis_with_top_k() -> None:
     ({"top_k": 0}, "top_k"),
     ({"mode": "auto", "top_k": None}, "needs max_inconsistency or top_k"),
     ({"warmup_rollouts": 0}, "warmup_rollouts"),
+    ({"num_prompts": 0}, "num_prompts"),
     ({"min_pairs": 0}, "min_pairs"),
     ({"hysteresis": -0.1}, "hysteresis"),
     ({"decay": 0.0}, "decay"),
@@ -127,64 +79,21 @@ def test_unknown_aspect_name_is_a_clear_error() -> None:
 
 # ---- fixed mode -------------------------------------------------------------------------------------------------
 
-def test_fixed_mode_sets_the_listed_aspects_and_never_scores_greedy() -> None:
-    module = FakeModule([CONSISTENT])
+def test_fixed_mode_sets_the_listed_aspects_and_never_scores() -> None:
+    module = FakeScorer([CONSISTENT])
     callback = AspectSelection(SelectionConfig(aspects=["bad", "grammar"]), CANDIDATES)
     rollout = sampled_rollout()
     out = callback.on_rollout_scored(None, module, rollout)
     assert out.active_aspects == ("grammar", "bad")  # candidates' order
     assert out.stats["selection/good/active"] == 0.0 and out.stats["selection/bad/active"] == 1.0
     assert out.stats["selection/num_active"] == 2.0 and out.stats["time/generate"] == 1.5
-    assert module.calls == 0
+    callback.on_train_start(None, module)  # no selection pass either
+    assert module.log == []
     assert rollout.active_aspects == () and "selection/num_active" not in rollout.stats  # input unchanged
     everything = AspectSelection(SelectionConfig(), CANDIDATES).on_rollout_scored(None, module, rollout)
     assert everything.active_aspects == tuple(CANDIDATES)
     nothing = AspectSelection(SelectionConfig(aspects=[]), CANDIDATES).on_rollout_scored(None, module, rollout)
     assert nothing.active_aspects == ()
-
-
-# ---- auto mode --------------------------------------------------------------------------------------------------
-
-def test_auto_decides_the_least_inconsistent_after_warmup() -> None:
-    module = FakeModule([CONSISTENT])
-    callback = AspectSelection(SelectionConfig(mode="auto", warmup_rollouts=3, min_pairs=4), CANDIDATES)
-    outs = run(callback, module, 6)
-    assert [o.active_aspects for o in outs] == [(), (), ("grammar",), ("grammar",), ("grammar",), ("grammar",)]
-    assert module.calls == 3  # greedy scoring only during the warm-up
-    assert [o.stats["selection/warmup"] for o in outs] == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
-    # after 3 rollouts of 4 pairs: grammar 0/12, good 3/12, bad 6/12 (the grammar error rate is oriented first)
-    last = outs[-1].stats
-    assert last["selection/grammar/inconsistency"] == 0.0
-    assert last["selection/good/inconsistency"] == pytest.approx(0.25)
-    assert last["selection/bad/inconsistency"] == pytest.approx(0.5)
-    assert last["selection/grammar/active"] == 1.0 and last["selection/num_active"] == 1.0
-    assert callback.history == [{"rollout": 3, "active": ["grammar"],
-                                 "inconsistency": {"grammar": 0.0, "good": 0.25, "bad": 0.5}}]
-
-
-def test_auto_bound_restricted_candidates() -> None:
-    config = SelectionConfig(mode="auto", aspects=["good", "bad"], warmup_rollouts=1, min_pairs=1,
-                             max_inconsistency=0.5, top_k=None)
-    out = run(AspectSelection(config, CANDIDATES), FakeModule([CONSISTENT]), 1)[0]
-    assert out.active_aspects == ("good", "bad")  # 0.25 and 0.5 within the bound; grammar not a candidate
-    assert "selection/grammar/inconsistency" not in out.stats and out.stats["selection/grammar/active"] == 0.0
-
-
-def test_auto_waits_for_min_pairs() -> None:
-    # H_a = H_b = 0 on every pair: no H-decisive pair, so no aspect's inconsistency is known
-    module = FakeModule([CONSISTENT], holistic=[0.0] * 4)
-    callback = AspectSelection(SelectionConfig(mode="auto", warmup_rollouts=2, min_pairs=1), CANDIDATES)
-    with pytest.warns(UserWarning, match="min_pairs"):
-        outs = run(callback, module, 4)
-    assert all(o.active_aspects == () for o in outs) and module.calls == 4 and not callback.decided
-    assert "selection/grammar/inconsistency" not in outs[-1].stats
-
-
-def test_missing_greedy_score_is_a_clear_error() -> None:
-    module = FakeModule([{"grammar": [0.0] * 4, "good": [0.0] * 4}])
-    callback = AspectSelection(SelectionConfig(mode="auto"), CANDIDATES)
-    with pytest.raises(KeyError, match="\\['bad'\\]"):
-        callback.on_rollout_scored(None, module, sampled_rollout())
 
 
 # ---- online mode ------------------------------------------------------------------------------------------------
@@ -197,7 +106,7 @@ def online(hysteresis: float) -> AspectSelection:
 
 @pytest.mark.parametrize("hysteresis, after", [(0.0625, ("good",)), (0.625, ("grammar",))])
 def test_online_reselects_with_decayed_counts_and_hysteresis(hysteresis: float, after: tuple) -> None:
-    module = FakeModule([CONSISTENT, CONSISTENT, GRAMMAR_FLIPPED])
+    module = FakeScorer([CONSISTENT, CONSISTENT, GRAMMAR_FLIPPED])
     callback = online(hysteresis)
     outs = run(callback, module, 5)
     assert module.calls == 5
@@ -214,19 +123,55 @@ def test_online_reselects_with_decayed_counts_and_hysteresis(hysteresis: float, 
 
 def test_state_dict_round_trip_continues_identically() -> None:
     greedy = [CONSISTENT, CONSISTENT, GRAMMAR_FLIPPED]
-    original, module = online(0.0625), FakeModule(greedy)
+    original, module = online(0.0625), FakeScorer(greedy)
     run(original, module, 3)
     buffer = io.BytesIO()
     torch.save(original.state_dict(), buffer)
     buffer.seek(0)
     resumed = online(0.0625)
     resumed.load_state_dict(torch.load(buffer))
-    resumed_module = FakeModule(greedy)
+    resumed_module = FakeScorer(greedy)
     resumed_module.calls = module.calls
     for a, b in zip(run(original, module, 3), run(resumed, resumed_module, 3)):
         assert a.active_aspects == b.active_aspects and a.stats == b.stats
     assert resumed.history == original.history and resumed.rollouts_seen == 6
     assert resumed.state_dict()["counts"]["disagree"].tolist() == original.state_dict()["counts"]["disagree"].tolist()
+
+
+def test_online_decides_after_the_warmup_and_measures_every_rollout() -> None:
+    module = FakeScorer([CONSISTENT])
+    config = SelectionConfig(mode="online", warmup_rollouts=3, min_pairs=4, reselect_every=100, decay=1.0)
+    callback = AspectSelection(config, CANDIDATES)
+    callback.on_train_start(None, module)  # online has no selection pass: it measures on the trained policy
+    outs = run(callback, module, 5)
+    assert [o.active_aspects for o in outs] == [(), (), ("grammar",), ("grammar",), ("grammar",)]
+    assert module.log == [(4, False)] * 5  # one greedy scoring of the rollout's 4 prompts per rollout, never sampled
+    assert [o.stats["selection/warmup"] for o in outs] == [1.0, 1.0, 0.0, 0.0, 0.0]
+    # after 3 rollouts of 4 pairs: grammar 0/12, good 3/12, bad 6/12 (the grammar error rate is oriented first)
+    third = outs[2].stats
+    assert third["selection/grammar/inconsistency"] == 0.0
+    assert third["selection/good/inconsistency"] == pytest.approx(0.25)
+    assert third["selection/bad/inconsistency"] == pytest.approx(0.5)
+    assert third["selection/grammar/active"] == 1.0 and third["selection/num_active"] == 1.0
+    assert callback.history == [{"rollout": 3, "active": ["grammar"],
+                                 "inconsistency": {"grammar": 0.0, "good": 0.25, "bad": 0.5}}]
+
+
+def test_online_waits_for_min_pairs() -> None:
+    # H_a = H_b = 0 on every pair: no H-decisive pair, so no aspect's inconsistency is known
+    module = FakeScorer([CONSISTENT], holistic=[0.0] * 4)
+    callback = AspectSelection(SelectionConfig(mode="online", warmup_rollouts=2, min_pairs=1), CANDIDATES)
+    with pytest.warns(UserWarning, match="min_pairs"):
+        outs = run(callback, module, 4)
+    assert all(o.active_aspects == () for o in outs) and module.calls == 4 and not callback.decided
+    assert "selection/grammar/inconsistency" not in outs[-1].stats
+
+
+def test_missing_greedy_score_is_a_clear_error() -> None:
+    module = FakeScorer([{"grammar": [0.0] * 4, "good": [0.0] * 4}])
+    callback = AspectSelection(SelectionConfig(mode="online"), CANDIDATES)
+    with pytest.raises(KeyError, match="\\['bad'\\]"):
+        callback.on_rollout_scored(None, module, sampled_rollout())
 
 
 def test_load_state_dict_rejects_other_candidates() -> None:

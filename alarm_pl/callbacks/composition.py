@@ -1,17 +1,20 @@
-"""Hierarchical gating (PAPER.md §1 step 3) as a rollout callback: composes the per-token reward handed to PPO.
+"""Reward composition (PAPER.md §1 steps 2–3) as a rollout callback: the per-token reward handed to PPO, under
+whichever strategy ``model.reward.strategy`` configures (``holistic_only``, ``aspect_only``, ``weighted_sum`` or
+ALaRM's ``hierarchical``).
 
-The aspect part is the sum of ``rollout.aspect_rewards`` over ``rollout.active_aspects`` (already shaped and
-weighted), zero on degenerate responses and zero everywhere when no aspect is active; ``compose_rewards`` applies the
-configured strategy (the hierarchical rule lives there) and gives degenerate responses w_h·H (H = the penalty) on
-their last token under every strategy, ``aspect_only`` included.
+It runs after aspect selection and before any user rollout callback (``callbacks/base.py``). The aspect part is the
+sum of ``rollout.aspect_rewards`` over ``rollout.active_aspects`` (already shaped and weighted), zero on degenerate
+responses and zero everywhere when no aspect is active; ``compose_rewards`` applies the strategy (the four rules,
+the hierarchical one included, live there as pure functions) and gives degenerate responses w_h·H (H = the penalty)
+on their last token under every strategy, ``aspect_only`` included.
 
 Logged in ``rollout.stats`` (means over the B responses of per-response sums over tokens, unless said otherwise):
 - ``reward/gate_pass_rate``: share of the *non-degenerate* responses with H ≥ τ (degenerate ones carry the penalty H
-  and never get aspect rewards, so they say nothing about the gate); 0 when every response is degenerate. Logged for
-  every strategy (for the non-hierarchical ones it is the share that *would* pass).
+  and never get aspect rewards, so they say nothing about the gate); 0 when every response is degenerate. Logged
+  under every strategy; only ``hierarchical`` gates on it (for the others it is the share that *would* pass).
 - ``reward/holistic_component_mean``: the holistic part of the reward (what the strategy gives with no aspect reward;
   for ``aspect_only`` that is the degenerate responses' penalty alone).
-- ``reward/aspect_component_mean``: the rest, i.e. the aspect bonuses that survive the strategy's gate.
+- ``reward/aspect_component_mean``: the rest, i.e. the aspect bonuses the strategy lets through.
 - ``reward/<aspect>_mean``: each active aspect's own part of the aspect component.
 - ``reward/total_mean``: the whole reward (holistic + aspect component).
 """
@@ -19,19 +22,15 @@ Logged in ``rollout.stats`` (means over the B responses of per-response sums ove
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import torch
 from lightning.pytorch import Trainer
 from torch import Tensor
 
-from alarm_pl.callbacks.base import RolloutCallback
+from alarm_pl.callbacks.base import PolicyScorer, RolloutCallback, RolloutStage
 from alarm_pl.config import RewardConfig
 from alarm_pl.rewards.compose import compose_rewards, gate_pass
 from alarm_pl.rollout import Rollout
-
-if TYPE_CHECKING:
-    from alarm_pl.module import ALaRMModule
 
 
 def active_aspect_reward(rollout: Rollout) -> Tensor:
@@ -74,11 +73,13 @@ def _mean_of_sums(per_token: Tensor) -> float:
 
 
 class RewardComposition(RolloutCallback):
-    """Sets ``rollout.token_rewards`` to the composed per-token reward (see the module docstring).
+    """Sets ``rollout.token_rewards`` to the per-token reward of the configured strategy (see the module docstring).
 
     Args:
         config: the reward composition settings (``model.reward``): strategy, τ and w_h.
     """
+
+    stage = RolloutStage.COMPOSITION
 
     def __init__(self, config: RewardConfig) -> None:
         self.config = config
@@ -88,8 +89,8 @@ class RewardComposition(RolloutCallback):
         return compose_rewards(rollout.holistic, aspects, rollout.response_mask, self.config.strategy,
                                self.config.threshold, self.config.holistic_weight, degenerate=rollout.degenerate)
 
-    def on_rollout_scored(self, trainer: Trainer, module: "ALaRMModule", rollout: Rollout) -> Rollout:
-        """Hand back a new rollout with ``rewards`` (B, T) and the reward stats; the input is left unchanged."""
+    def on_rollout_scored(self, trainer: Trainer, module: PolicyScorer, rollout: Rollout) -> Rollout:
+        """Hand back a new rollout with ``token_rewards`` (B, T) and the reward stats; the input is left unchanged."""
         aspects = active_aspect_reward(rollout)  # (B, T)
         rewards = self._compose(rollout, aspects)  # (B, T)
         holistic_part = self._compose(rollout, torch.zeros_like(aspects))  # (B, T)

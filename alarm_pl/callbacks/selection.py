@@ -1,44 +1,51 @@
 """Aspect selection (PAPER.md §1 step 1, "proactive reward selection") as a rollout callback.
 
-Modes:
-- ``fixed``: the configured aspects are active on every rollout (the paper's runs: hard-coded after an offline study).
-- ``auto``: a warm-up of ``warmup_rollouts`` rollouts measures, for every candidate aspect, how often it disagrees with
-  the holistic reward on paired responses to the same prompts — the greedy response (side a, from
-  ``module.score_greedy``) against the rollout's sampled response (side b), as the paper did — then decides once.
-  During the warm-up **no aspect is active**: the policy trains on the pure holistic reward (``holistic_only``
-  behaviour whatever the strategy), and ``score_greedy`` costs one extra greedy generation per rollout.
-- ``online``: as ``auto``, then keeps measuring on every rollout and re-decides every ``reselect_every`` rollouts.
-  Old evidence fades by **exponentially decayed counts**: from the first decision on, the accumulated counts are
-  multiplied by ``decay`` before each rollout's pairs are added (a window of about 1 / (1 − decay) rollouts).
-  ``hysteresis`` keeps the active set from flapping (see ``select_aspects``).
+An aspect's *inconsistency* is how often it disagrees with the holistic reward H on paired responses to the same
+prompt (``selection/consistency.py``): side a a greedy response, side b a sampled one. Modes:
 
-An aspect with fewer than ``min_pairs`` H-decisive pairs has unknown inconsistency and is never selected; a decision
-waits (the warm-up is extended, still measuring) until at least one candidate has that many.
+- ``fixed``: the configured aspects are active on every rollout (the paper's runs: hard-coded after an offline study).
+- ``auto`` (the paper's measurement, automated): before the first PPO update (``on_train_start``), a **selection
+  pass** takes ``num_prompts`` training prompts, generates a greedy and a sampled (rollout decoding) response to each
+  with the *starting* policy (the SFT policy, as in the paper), scores both, and decides once. Every rollout then
+  trains with that decision. The pass costs two generations and two scorings of ``num_prompts`` prompts, once. The
+  decision is checkpointed: a resumed run does not pass again.
+- ``online`` (our extension): measures on the policy being trained instead — on every rollout, the greedy responses
+  to the rollout's prompts (one extra greedy generation per rollout, side a) against the rollout's own sampled
+  responses (side b). During a warm-up of ``warmup_rollouts`` rollouts **no aspect is active** (pure holistic reward,
+  ``holistic_only`` behaviour whatever the strategy); then it decides, keeps measuring and re-decides every
+  ``reselect_every`` rollouts. Old evidence fades by **exponentially decayed counts**: from the first decision on,
+  the accumulated counts are multiplied by ``decay`` before each rollout's pairs are added (a window of about
+  1 / (1 − decay) rollouts). ``hysteresis`` keeps the active set from flapping (see ``select_aspects``).
+
+An aspect with fewer than ``min_pairs`` H-decisive pairs has unknown inconsistency and is never selected. ``auto``
+fails with a clear error when no candidate reaches ``min_pairs`` in its pass; ``online`` extends its warm-up (still
+measuring) until one does.
 
 Logged per rollout in ``rollout.stats``: ``selection/<aspect>/inconsistency`` (once known),
-``selection/<aspect>/active`` (0/1), ``selection/num_active`` and ``selection/warmup`` (1 while no decision has been
-made, auto/online only).
+``selection/<aspect>/active`` (0/1), ``selection/num_active``, and in online mode ``selection/warmup`` (1 while no
+decision has been made).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Optional
 
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
 
-from alarm_pl.callbacks.base import RolloutCallback
+from alarm_pl.callbacks.base import PolicyScorer, RolloutCallback, RolloutStage
 from alarm_pl.config import SelectionConfig
+from alarm_pl.data.prompts import PromptBatch
+from alarm_pl.rewards.base import Score
 from alarm_pl.rollout import Rollout
-from alarm_pl.selection.consistency import COUNT_NAMES, RewardConsistency, consistency_from_counts
+from alarm_pl.selection.consistency import COUNT_NAMES, consistency_from_counts
+from alarm_pl.selection.metric import RewardConsistency
 from alarm_pl.selection.rule import select_aspects
-
-if TYPE_CHECKING:
-    from alarm_pl.module import ALaRMModule
 
 
 def _check_names(names: Sequence[str], candidates: Sequence[str]) -> None:
@@ -56,6 +63,20 @@ def _process_rank() -> int:
     return 0
 
 
+def take_prompts(batches: Iterable[PromptBatch], n: int) -> Iterator[PromptBatch]:
+    """The first ``n`` prompts of ``batches``, as batches (the last one cut short when needed)."""
+    left = n
+    for batch in batches:
+        if left <= 0:
+            return
+        if len(batch) > left:
+            cut = slice(0, left)
+            batch = PromptBatch(batch.prompts[cut], batch.references[cut], batch.metadata[cut],
+                                None if batch.indices is None else batch.indices[cut])
+        left -= len(batch)
+        yield batch
+
+
 class AspectSelection(RolloutCallback):
     """Sets ``rollout.active_aspects`` on every rollout (see the module docstring for the modes).
 
@@ -63,6 +84,8 @@ class AspectSelection(RolloutCallback):
         config: the selection settings (``model.selection``).
         candidates: the names of the configured aspect scorers (keys of ``rollout.aspect_rewards``).
     """
+
+    stage = RolloutStage.SELECTION
 
     def __init__(self, config: SelectionConfig, candidates: Sequence[str]) -> None:
         self.config = config
@@ -86,31 +109,88 @@ class AspectSelection(RolloutCallback):
         """Whether a decision was made (always True in fixed mode)."""
         return self.config.mode == "fixed" or self.last_decision_at is not None
 
-    def on_rollout_scored(self, trainer: Trainer, module: "ALaRMModule", rollout: Rollout) -> Rollout:
-        """Measure (auto/online), decide when due, and hand back the rollout with ``active_aspects`` and stats."""
+    # ------------------------------------------------------------------ auto: the selection pass
+    def on_train_start(self, trainer: Trainer, pl_module: PolicyScorer) -> None:
+        """``auto``: run the selection pass on the starting policy, unless a restored checkpoint already decided."""
+        if self.config.mode != "auto" or self.decided:
+            return
+        if trainer.train_dataloader is None:
+            raise RuntimeError("AspectSelection (model.selection.mode=auto): the trainer has no training dataloader "
+                               "to draw the selection prompts from")
+        per_process = math.ceil(self.config.num_prompts / max(trainer.world_size, 1))
+        self.selection_pass(pl_module, trainer.train_dataloader, per_process)
+
+    def selection_pass(self, scorer: PolicyScorer, batches: Iterable[PromptBatch], num_prompts: int) -> None:
+        """Pair greedy with sampled responses of the current policy on ``num_prompts`` prompts, then decide once.
+
+        Args:
+            scorer: the module (through the protocol).
+            batches: prompt batches to draw from (the training dataloader).
+            num_prompts: prompts of this process (the counts are summed over processes before deciding).
+
+        Raises:
+            RuntimeError: when no candidate aspect has ``min_pairs`` H-decisive pairs after the pass.
+        """
+        seen = 0
+        for batch in take_prompts(batches, num_prompts):
+            holistic_greedy, scores_greedy = scorer.score_prompts(batch, do_sample=False)  # (B,), {name: Score}
+            holistic_sampled, scores_sampled = scorer.score_prompts(batch, do_sample=True)
+            self._add_pairs(holistic_greedy, holistic_sampled, scores_greedy, scores_sampled)
+            seen += len(batch)
+        if seen < num_prompts:
+            rank_zero_warn(f"AspectSelection: the selection pass found {seen} training prompts, fewer than the "
+                           f"{num_prompts} asked for (model.selection.num_prompts)")
+        self._refresh_inconsistency()
+        if all(math.isnan(value) for value in self.inconsistency.values()):
+            raise RuntimeError(
+                f"AspectSelection (model.selection.mode=auto): after the selection pass on {seen} prompts per process "
+                f"no candidate aspect has {self.config.min_pairs} pairs whose holistic rewards differ "
+                f"(model.selection.min_pairs); raise model.selection.num_prompts, lower min_pairs, or choose the "
+                f"aspects yourself with mode: fixed")
+        self._decide()
+        rank_zero_info(f"AspectSelection: inconsistency {self._rounded()} on {seen} prompts per process; "
+                       f"active aspects {list(self.active)}")
+
+    # ------------------------------------------------------------------ every rollout
+    def on_rollout_scored(self, trainer: Trainer, module: PolicyScorer, rollout: Rollout) -> Rollout:
+        """Measure (online), decide when due, and hand back the rollout with ``active_aspects`` and stats."""
         self.rollouts_seen += 1
-        if self.config.mode == "online" or (self.config.mode == "auto" and not self.decided):
+        if self.config.mode == "auto" and not self.decided:
+            raise RuntimeError("AspectSelection (model.selection.mode=auto): no decision before the first rollout; "
+                               "the selection pass runs in on_train_start (was the callback used outside "
+                               "Trainer.fit?)")
+        if self.config.mode == "online":
             self._measure(module, rollout)
             if self._decision_due():
                 self._decide()
         stats = {**rollout.stats, **self._stats()}
         return dataclasses.replace(rollout, active_aspects=self.active, stats=stats)
 
-    def _measure(self, module: "ALaRMModule", rollout: Rollout) -> None:
-        """Score the greedy responses of the same prompts and add the (greedy, sampled) pairs to the metric."""
-        holistic_greedy, scores_greedy = module.score_greedy(rollout)  # (B,), {name: Score}
-        missing = [name for name in self.candidates if name not in scores_greedy or name not in rollout.scores]
-        if missing:
-            raise KeyError(f"AspectSelection: no score for candidate aspects {missing} in the rollout or in "
-                           f"module.score_greedy's output")
-        aspect_greedy = {name: scores_greedy[name].oriented_metric for name in self.candidates}  # (B,) each
-        aspect_sampled = {name: rollout.scores[name].oriented_metric for name in self.candidates}  # (B,) each
-        self.metric.to(rollout.holistic.device)
-        if self.config.mode == "online" and self.decided and self.config.decay < 1.0:
+    def _measure(self, module: PolicyScorer, rollout: Rollout) -> None:
+        """Score greedy responses to the rollout's prompts and add the (greedy, sampled) pairs to the metric."""
+        inputs = rollout.inputs
+        batch = PromptBatch(list(inputs.prompts), list(inputs.references), list(inputs.metadata))
+        holistic_greedy, scores_greedy = module.score_prompts(batch, do_sample=False)  # (B,), {name: Score}
+        if self.decided and self.config.decay < 1.0:
             local = {name: getattr(self.metric, name) * self.config.decay for name in COUNT_NAMES}
             self.metric.set_counts(local)
-        self.metric.update(holistic_greedy, rollout.holistic, aspect_greedy, aspect_sampled)
-        self._counts = self.metric.counts()  # summed over processes: every rank decides alike
+        self._add_pairs(holistic_greedy, rollout.holistic, scores_greedy, rollout.scores)
+        self._refresh_inconsistency()
+
+    def _add_pairs(self, holistic_a: Tensor, holistic_b: Tensor, scores_a: dict[str, Score],
+                   scores_b: dict[str, Score]) -> None:
+        """Add B pairs (side a: greedy, side b: sampled) of every candidate's oriented metric to the metric."""
+        missing = [name for name in self.candidates if name not in scores_a or name not in scores_b]
+        if missing:
+            raise KeyError(f"AspectSelection: no score for candidate aspects {missing} among the greedy or the "
+                           f"sampled responses' scores")
+        self.metric.to(holistic_b.device)
+        self.metric.update(holistic_a, holistic_b, {name: scores_a[name].oriented_metric for name in self.candidates},
+                           {name: scores_b[name].oriented_metric for name in self.candidates})
+
+    def _refresh_inconsistency(self) -> None:
+        """Counts summed over processes (a collective: every rank decides alike) → per-aspect inconsistency."""
+        self._counts = self.metric.counts()
         report = consistency_from_counts(self._counts, list(self.candidates))
         self.inconsistency = {
             name: values["inconsistency"] if values["n"] >= self.config.min_pairs else math.nan
@@ -139,15 +219,19 @@ class AspectSelection(RolloutCallback):
         self.history.append({"rollout": self.rollouts_seen, "active": list(self.active),
                              "inconsistency": dict(self.inconsistency)})
 
+    def _rounded(self) -> dict[str, float]:
+        return {name: round(value, 4) for name, value in self.inconsistency.items()}
+
     def _stats(self) -> dict[str, float]:
         stats = {f"selection/{name}/inconsistency": value
                  for name, value in self.inconsistency.items() if not math.isnan(value)}
         stats.update({f"selection/{name}/active": float(name in self.active) for name in self.all_candidates})
         stats["selection/num_active"] = float(len(self.active))
-        if self.config.mode != "fixed":
+        if self.config.mode == "online":
             stats["selection/warmup"] = float(not self.decided)
         return stats
 
+    # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Counters, decision history, the active set and the process-summed consistency counts."""
         return {

@@ -215,17 +215,36 @@ def read_generations(path: PathLike) -> list[GenerationRecord]:
     return records
 
 
-def run_identity(config: Any, checkpoint: Optional[str], decoding: dict[str, Any], step: Optional[int]
-                 ) -> dict[str, Any]:
+def run_identity(config: Any, checkpoint: Optional[str], decoding: dict[str, Any], step: Optional[int],
+                 stage: Optional[str] = None) -> dict[str, Any]:
     """The ``run`` field of a generation record.
 
     Args:
-        config: the run's JSON-able configuration (hashed, not stored).
+        config: the run's JSON-able configuration (hashed, not stored; see ``jsonable``).
         checkpoint: the checkpoint path the generations come from, or ``None`` for the initial policy.
         decoding: the generation settings (``do_sample``, ``top_k``, ``top_p``, ``max_new_tokens``, ...).
         step: the global step, or ``None``.
+        stage: ``val`` or ``test`` for files written during training or testing; left out when ``None``.
     """
-    return {"config_hash": config_hash(config), "checkpoint": checkpoint, "decoding": dict(decoding), "step": step}
+    identity = {"config_hash": config_hash(config), "checkpoint": checkpoint, "decoding": dict(decoding), "step": step}
+    if stage is not None:
+        identity["stage"] = stage
+    return identity
+
+
+def jsonable(obj: Any) -> Any:
+    """A JSON-able view of a configuration: mappings and sequences recursively, other objects as their ``repr``.
+
+    Args:
+        obj: e.g. a module's hyper-parameters (dataclasses and scorer objects included).
+    """
+    if isinstance(obj, dict) or hasattr(obj, "items"):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return repr(obj)
 
 
 def config_hash(obj: Any, length: int = 12) -> str:

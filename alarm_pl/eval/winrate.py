@@ -7,7 +7,9 @@ prompt. A system's Avg. is the mean of its win rates against every other system.
 
 Inconsistency of a metric with the holistic reward H, over every unordered pair of systems and every prompt:
 ``#{sign ΔH ≠ 0, sign Δmetric ≠ 0 and the signs differ} / #{sign ΔH ≠ 0}``, the metric oriented so that higher is
-better.
+better. The counting is the one of training-time aspect selection (``selection.consistency.pair_counts``), so the
+report and the selection never disagree: a prompt where either system's metric is missing (NaN) counts for nothing,
+and one where H is missing is never H-decisive.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from itertools import combinations, permutations
+from itertools import combinations
 from typing import Mapping, Optional, Sequence
 
+import torch
+
 from alarm_pl.eval.records import GenerationRecord
+from alarm_pl.selection.consistency import pair_counts
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +190,11 @@ def average_win_rates(systems: Sequence[str], counts: Mapping[tuple[str, str], P
     return averages
 
 
+def _vector(values: Sequence[float]) -> torch.Tensor:
+    """(N,) float64 (no tie appears from rounding the files' values)."""
+    return torch.tensor(list(values), dtype=torch.float64)
+
+
 def inconsistency(holistic: Mapping[str, Sequence[float]], metric: Mapping[str, Sequence[float]],
                   higher_is_better: bool = True) -> Consistency:
     """A metric's inconsistency with the holistic reward over every unordered pair of systems and every prompt.
@@ -194,13 +204,13 @@ def inconsistency(holistic: Mapping[str, Sequence[float]], metric: Mapping[str, 
         metric: system -> the metric per aligned prompt (same systems and prompts).
         higher_is_better: the metric's direction; it is oriented so that higher is better before comparing.
     """
-    direction = 1 if higher_is_better else -1
+    direction = 1.0 if higher_is_better else -1.0
     inconsistent = decisive = 0
     for a, b in combinations(holistic, 2):
-        for h_a, h_b, m_a, m_b in zip(holistic[a], holistic[b], metric[a], metric[b]):
-            h_sign, m_sign = _sign(h_a - h_b), direction * _sign(m_a - m_b)
-            decisive += h_sign != 0
-            inconsistent += h_sign != 0 and m_sign != 0 and h_sign != m_sign
+        counts = pair_counts(_vector(holistic[a]), _vector(holistic[b]), direction * _vector(metric[a]).unsqueeze(1),
+                             direction * _vector(metric[b]).unsqueeze(1))  # (N,), (N,), (N, 1), (N, 1)
+        inconsistent += int(counts["disagree"][0])
+        decisive += int(counts["decisive_h"][0])
     return Consistency(inconsistent=inconsistent, decisive=decisive)
 
 
@@ -230,7 +240,3 @@ def aspect_directions(alignment: Alignment, lower_is_better: Sequence[str] = ())
             directions[name] = True
     return directions
 
-
-def ordered_pairs(systems: Sequence[str]) -> list[tuple[str, str]]:
-    """Every ordered pair of distinct systems."""
-    return list(permutations(systems, 2))

@@ -3,8 +3,8 @@ strategy, and generation files that report the reward model's H with the penalty
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +12,7 @@ import torch
 from alarm_pl.config import GenerationConfig, RewardConfig
 from alarm_pl.data.prompts import PromptBatch
 from alarm_pl.eval.collector import EvalCollector
-from alarm_pl.eval.records import read_generations
+from alarm_pl.eval.records import read_generations, run_identity
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
 from alarm_pl.rewards.compose import STRATEGIES, compose_rewards
 from alarm_pl.rewards.normalize import FixedNormalizer
@@ -86,12 +86,12 @@ def test_generation_file_reports_unpenalized_holistic_and_flags_degenerate(tmp_p
     pipeline, scored = scored_batch()
     inputs = scoring_input()
     collector = EvalCollector(str(tmp_path))
-    collector.add(PromptBatch(inputs.prompts, inputs.references, inputs.metadata, [0, 1, 2]), inputs, scored, pipeline)
-    module = SimpleNamespace(trainer=SimpleNamespace(world_size=1, is_global_zero=True, global_step=5, ckpt_path=None,
-                                                     log_dir=str(tmp_path), default_root_dir=str(tmp_path)),
-                             hparams={}, scoring=pipeline, generation_config=GenerationConfig())
-    collector.finish(module, "test")
+    collector.add(PromptBatch(inputs.prompts, inputs.references, inputs.metadata, [0, 1, 2]), inputs, scored,
+                  pipeline.holistic_scorer.name, pipeline.aspect_names)
+    run = run_identity({}, None, dataclasses.asdict(GenerationConfig()), 5, stage="test")
+    collector.finish(str(tmp_path / "test-step000005.jsonl"), run)
     records = read_generations(collector.last_path)
+    assert records[0].run == run
     assert [r.holistic for r in records] == [1.0, 2.0, -0.5]  # no −10 in the file, as the authors' test files
     assert [r.degenerate for r in records] == [False, True, False]
     assert [r.holistic_raw for r in records] == RAW

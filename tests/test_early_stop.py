@@ -28,3 +28,16 @@ def test_early_stop_rule(rule, stops_a, stops_b):
     assert module._should_stop(B) is stops_b
     off = ALaRMModule(KeywordScorer(["x"]), ppo=PPOConfig(target_kl=None, early_stop=rule))
     assert not off._should_stop(A) and not off._should_stop(B)
+
+
+def test_kl_stop_factor_sets_the_margin_over_target_kl():
+    epoch = _stats((0.19, 0.0), (0.21, 0.0))  # approx_kl averages 0.2 over the epoch
+
+    def stops(**ppo) -> bool:
+        return ALaRMModule(KeywordScorer(["x"]), ppo=PPOConfig(**ppo))._should_stop(epoch)
+
+    assert stops(target_kl=0.1)  # default factor 1.5 (trl 0.5's _early_stop): 0.2 > 0.15
+    assert not stops(target_kl=0.1, kl_stop_factor=2.0)  # 0.2 is not > 0.2
+    assert stops(target_kl=0.1, kl_stop_factor=1.9)  # 0.2 > 0.19
+    with pytest.raises(ValueError, match="kl_stop_factor"):
+        PPOConfig(kl_stop_factor=0.0)

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import torch
 
 from alarm_pl.ppo.kl import AdaptiveKLController, FixedKLController, KLController
 
@@ -69,21 +68,3 @@ def test_adaptive_controller_rejects_nan_kl():
     with pytest.raises(ValueError, match="current_kl"):
         ctl.update(math.nan, n_steps=8)
     assert ctl.value == 0.2  # unchanged
-
-
-def test_ppo_epochs_stop_early_at_kl_stop_factor_times_target_kl():
-    from alarm_pl.config import PPOConfig
-    from alarm_pl.module import ALaRMModule
-    from tests.helpers import KeywordScorer
-
-    epoch = [{"approx_kl": torch.tensor(0.19)}, {"approx_kl": torch.tensor(0.21)}]  # mean 0.2 over the epoch
-
-    def stops(**ppo) -> bool:
-        return ALaRMModule(holistic=KeywordScorer(["the"]), ppo=PPOConfig(**ppo))._should_stop(epoch)
-
-    assert stops(target_kl=0.1)  # default factor 1.5 (the authors' trl): 0.2 > 0.15
-    assert not stops(target_kl=0.1, kl_stop_factor=2.0)  # 0.2 is not > 0.2
-    assert stops(target_kl=0.1, kl_stop_factor=1.9)
-    assert not stops(target_kl=None)
-    with pytest.raises(ValueError, match="kl_stop_factor"):
-        PPOConfig(kl_stop_factor=0.0)

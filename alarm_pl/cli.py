@@ -24,9 +24,12 @@ class ALaRMCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--export_dir", type=Optional[str], default=None,
-                            help="After fit: write the trained peft adapter (+ value head, tokenizer) here.")
+                            help="After fit: export the trained policy here with the module's export(): PPO writes "
+                                 "the peft adapter (+ value head, tokenizer), SFT a full model (LoRA merged) that "
+                                 "PPO loads as model.policy.model_name_or_path.")
         parser.add_argument("--export_merged", type=bool, default=False,
-                            help="With --export_dir: also write the merged full model under <export_dir>/merged.")
+                            help="PPO, with --export_dir: also write the merged full model under <export_dir>/merged "
+                                 "(SFT exports are always merged).")
 
 
 def build_cli(cli_class: type[LightningCLI], args: Optional[list[str]], run: bool) -> LightningCLI:

@@ -11,6 +11,7 @@ import torch
 from alarm_pl.callbacks.selection import AspectSelection
 from alarm_pl.cli import cli_main
 from tests.helpers import RewardProbe
+from alarm_pl.sft import SFTModule
 
 CONFIGS = sorted(glob.glob(str(Path(__file__).parents[1] / "configs" / "*.yaml")))
 
@@ -21,7 +22,10 @@ def test_every_config_parses_and_has_a_header(config):
     assert text.startswith("#"), f"{config} must start with a comment saying what it runs"
     # instantiates module, data and trainer (on the CPU here), loads nothing heavy
     cli = cli_main(["--config", config, "--trainer.accelerator", "cpu", "--trainer.precision", "32-true"], run=False)
-    assert cli.model.reward_config.strategy in ("holistic_only", "aspect_only", "weighted_sum", "hierarchical")
+    if isinstance(cli.model, SFTModule):
+        assert cli.model.scoring.holistic_scorer is not None and cli.model.max_target_length
+    else:
+        assert cli.model.reward_config.strategy in ("holistic_only", "aspect_only", "weighted_sum", "hierarchical")
 
 
 def test_dotted_overrides_reach_the_module():

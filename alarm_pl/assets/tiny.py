@@ -6,33 +6,49 @@ deterministically (seeded) and saved with ``save_pretrained`` under ``$ALARM_PL_
 
 Assets:
 - ``mt-seq2seq``: a T5-style encoder-decoder (2+2 layers, d_model 64) with a SentencePiece-style tokenizer, briefly
-  supervised on the tiny Spanish→English task so that RL starts from a weak SFT policy, as in the paper.
+  supervised on the tiny Spanish→English task by the SFT stage (``alarm_pl.sft``) so that RL starts from a weak SFT
+  policy, as in the paper.
 - ``mt-causal``: the decoder-only twin (GPT-2 style, 2 layers, n_embd 64, byte-level BPE).
+- ``mt-seq2seq-init`` / ``mt-causal-init``: the same two models freshly initialised, before any training (the
+  starting point of ``configs/tiny_sft.yaml``).
 - ``bench-causal`` / ``bench-reward``: the benchmark spec of ``bench/`` (GPT-2 style, n_embd 128, 4 layers, 4 heads,
   byte-level BPE of ~1000 tokens; a policy and a frozen sequence-classification reward model of the same size).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import importlib
 import json
+import logging
 import os
+import random
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
-from alarm_pl.data.tiny_mt import PROMPT_PREFIX, corpus, sentence_pairs
+from alarm_pl.data.tiny_mt import corpus
 
 TINY_SCHEME = "tiny:"
-_VERSION = 1
+_VERSION = 2  # 2: the warm start is the SFT stage (alarm_pl.sft), EOS-terminated targets
 
 
 @dataclass(frozen=True)
 class TinySpec:
-    """What one tiny asset is made of (the hash of this spec names its cache directory)."""
+    """What one tiny asset is made of (the hash of this spec names its cache directory).
+
+    The supervised warm start (``sft_steps > 0``) is the SFT stage itself (``alarm_pl.sft.SFTModule``, full
+    fine-tuning, AdamW at ``sft_lr``, no schedule) on the train split of the DataModule ``sft_data`` built with
+    ``sft_data_args`` and ``batch_size=sft_batch_size``: the same recipe as ``configs/tiny_sft.yaml`` run for
+    ``sft_steps`` optimizer steps. Change any of these values and the asset is rebuilt under a new name.
+    """
 
     kind: str  # "seq2seq" | "causal" | "reward"
     tokenizer: str  # "sentencepiece" | "byte_bpe"
@@ -43,12 +59,17 @@ class TinySpec:
     sft_steps: int = 0
     sft_lr: float = 3e-3
     sft_batch_size: int = 32
+    sft_data: str = "alarm_pl.data.prompts.TinyMTDataModule"
+    sft_data_args: dict = field(default_factory=lambda: {"num_train": 2240, "seed": 2000})
     seed: int = 0
 
 
 TINY_ASSETS: dict[str, TinySpec] = {
     "mt-seq2seq": TinySpec("seq2seq", "sentencepiece", 600, 64, 2, 4, sft_steps=70),
     "mt-causal": TinySpec("causal", "byte_bpe", 600, 64, 2, 4, sft_steps=70),
+    # the same models before any training (the starting point of configs/tiny_sft.yaml)
+    "mt-seq2seq-init": TinySpec("seq2seq", "sentencepiece", 600, 64, 2, 4),
+    "mt-causal-init": TinySpec("causal", "byte_bpe", 600, 64, 2, 4),
     "bench-causal": TinySpec("causal", "byte_bpe", 1000, 128, 4, 4),
     "bench-reward": TinySpec("reward", "byte_bpe", 1000, 128, 4, 4),
 }
@@ -105,18 +126,43 @@ def _distributed_rank() -> int:
 
 
 def build_tiny_asset(spec: TinySpec, out_dir: Path) -> None:
-    """Train the tokenizer, build the model from a config object, optionally SFT it, and save both."""
+    """Train the tokenizer, build the model from a config object, optionally SFT it, and save both.
+
+    Deterministic for a spec, and invisible to the caller's random streams: torch, numpy and Python RNG states are
+    restored afterwards, so a run that builds an asset behaves like a later run that finds it in the cache."""
     from alarm_pl.assets.tokenizer_builders import train_byte_bpe, train_sentencepiece
 
-    torch.manual_seed(spec.seed)
-    texts = corpus(4000, seed=spec.seed + 1000)
-    train = train_sentencepiece if spec.tokenizer == "sentencepiece" else train_byte_bpe
-    tokenizer = train(texts, vocab_size=spec.vocab_size)
-    model = _build_model(spec, tokenizer)
-    if spec.sft_steps:
-        _supervised_warm_start(model, tokenizer, spec)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with preserved_rng_states():
+        torch.manual_seed(spec.seed)
+        texts = corpus(4000, seed=spec.seed + 1000)
+        train = train_sentencepiece if spec.tokenizer == "sentencepiece" else train_byte_bpe
+        tokenizer = train(texts, vocab_size=spec.vocab_size)
+        model = _build_model(spec, tokenizer)
+        if not spec.sft_steps:
+            model.save_pretrained(out_dir)
+            tokenizer.save_pretrained(out_dir)
+            return
+        with tempfile.TemporaryDirectory(prefix=".init-", dir=out_dir.parent) as start:
+            model.save_pretrained(start)
+            tokenizer.save_pretrained(start)
+            _supervised_warm_start(start, spec, out_dir)
+
+
+@contextlib.contextmanager
+def preserved_rng_states() -> Iterator[None]:
+    """Run the body, then put back the torch (CPU and CUDA), numpy and Python random states of before."""
+    import numpy as np
+
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if states[3] is not None:
+            torch.cuda.set_rng_state_all(states[3])
 
 
 def _build_model(spec: TinySpec, tokenizer):
@@ -136,35 +182,34 @@ def _build_model(spec: TinySpec, tokenizer):
     return GPT2ForSequenceClassification(config) if spec.kind == "reward" else GPT2LMHeadModel(config)
 
 
-def _supervised_warm_start(model, tokenizer, spec: TinySpec) -> None:
-    """A short teacher-forced SFT on the tiny task (a weak starting policy, like the paper's SFT checkpoints)."""
-    pairs = sentence_pairs(spec.sft_steps * spec.sft_batch_size, seed=spec.seed + 2000)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.sft_lr)
-    model.train()
-    for step in range(spec.sft_steps):
-        batch = pairs[step * spec.sft_batch_size:(step + 1) * spec.sft_batch_size]
-        loss = _sft_loss(model, tokenizer, [PROMPT_PREFIX + es for es, _ in batch], [en for _, en in batch], spec.kind)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+def _supervised_warm_start(start_dir: str, spec: TinySpec, out_dir: Path) -> None:
+    """Fine-tune the model saved in ``start_dir`` with the SFT stage (see ``TinySpec``) on the CPU, quietly, and
+    write the result to ``out_dir``: a short run gives a weak starting policy, like the paper's SFT checkpoints."""
+    import lightning.pytorch as pl
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+    from lightning.pytorch.strategies import SingleDeviceStrategy
 
+    from alarm_pl.config import PolicyConfig
+    from alarm_pl.sft import SFTModule
 
-def _sft_loss(model, tokenizer, prompts: list[str], targets: list[str], kind: str) -> torch.Tensor:
-    eos = tokenizer.eos_token_id
-    if kind == "seq2seq":
-        enc = tokenizer(prompts, return_tensors="pt", padding=True)
-        labels = tokenizer(targets, return_tensors="pt", padding=True)["input_ids"]
-        labels = labels.masked_fill(labels == tokenizer.pad_token_id, -100)
-        return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=labels).loss
-    rows, label_rows = [], []
-    for prompt, target in zip(prompts, targets):
-        p_ids = tokenizer(prompt)["input_ids"]
-        t_ids = tokenizer(target)["input_ids"] + [eos]
-        rows.append(p_ids + t_ids)
-        label_rows.append([-100] * len(p_ids) + t_ids)
-    width = max(len(r) for r in rows)
-    input_ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-    labels = torch.tensor([r + [-100] * (width - len(r)) for r in label_rows])
-    attention = (labels != -100) | (torch.arange(width)[None, :] < torch.tensor([len(r) for r in rows])[:, None])
-    return model(input_ids=input_ids, attention_mask=attention.long(), labels=labels).loss
+    module_name, _, class_name = spec.sft_data.rpartition(".")
+    data = getattr(importlib.import_module(module_name), class_name)(**spec.sft_data_args,
+                                                                     batch_size=spec.sft_batch_size)
+    module = SFTModule(policy=PolicyConfig(model_name_or_path=start_dir, lora_r=0),
+                       optimizer=functools.partial(torch.optim.AdamW, lr=spec.sft_lr), max_prompt_length=None,
+                       max_target_length=None)
+    trainer = pl.Trainer(accelerator="cpu", strategy=SingleDeviceStrategy(torch.device("cpu")), max_steps=spec.sft_steps,
+                         max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)  # no "GPU available" banner in the middle of the caller's run
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PossibleUserWarning)  # few workers, small batches: expected here
+            for expected in ("You have overridden `transfer_batch_to_device`", r"`isinstance\(treespec, LeafSpec\)`"):
+                warnings.filterwarnings("ignore", message=expected)
+            trainer.fit(module, datamodule=data)
+    finally:
+        lightning_log.setLevel(level)
+    module.policy.save_full_model(str(out_dir))

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import lightning.pytorch as pl
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from alarm_pl.data.sampling import LengthGroupedBatchSampler
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class PromptRecord:
     prompt: str
     reference: Optional[str] = None
     metadata: Optional[dict] = None
+    source: Optional[str] = None
+    """Where the record was read (``file:line``), for error messages."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def parse_record(obj: object, where: str) -> PromptRecord:
     metadata = obj.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise DataFormatError(f"{where}: field 'metadata' must be an object, got {type(metadata).__name__}")
-    return PromptRecord(prompt, reference, metadata)
+    return PromptRecord(prompt, reference, metadata, source=where)
 
 
 def read_jsonl(path: str | Path, limit: Optional[int] = None) -> list[PromptRecord]:
@@ -110,13 +114,16 @@ class PromptDataModule(pl.LightningDataModule):
         max_eval_prompts: use only the first N validation prompts (paper MT: 2,000 for in-training eval).
         max_test_prompts: use only the first N test prompts (null: the whole test split, as the paper reports).
         num_workers: DataLoader workers.
+        group_by_length: training batches of examples of similar length (prompt + reference characters), for less
+            padding in SFT (``data/sampling.py``).
     """
 
     def __init__(self, train_file: Optional[str] = None, val_file: Optional[str] = None, test_file: Optional[str] = None,
                  batch_size: int = 8, eval_batch_size: Optional[int] = None, max_train_prompts: Optional[int] = None,
                  max_eval_prompts: Optional[int] = None, max_test_prompts: Optional[int] = None,
-                 num_workers: int = 0) -> None:
+                 num_workers: int = 0, group_by_length: bool = False) -> None:
         super().__init__()
+        self.group_by_length = group_by_length
         self.files = {"train": train_file, "val": val_file, "test": test_file}
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -131,13 +138,19 @@ class PromptDataModule(pl.LightningDataModule):
             raise ValueError(f"data.{split}_file is not set but the {split} split is needed")
         return read_jsonl(path, self.limits[split])
 
-    def _split(self, split: str) -> list[PromptRecord]:
+    def records(self, split: str) -> list[PromptRecord]:
+        """The records of ``split``, loaded once (``load_split``) and kept."""
         if split not in self._splits:
             self._splits[split] = self.load_split(split)
         return self._splits[split]
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(_Records(self._split(split)), batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+        records = _Records(self.records(split))
+        if shuffle and self.group_by_length:
+            lengths = [len(r.prompt) + len(r.reference or "") for r in records.records]
+            batches = LengthGroupedBatchSampler(RandomSampler(records), batch_size, drop_last=True, lengths=lengths)
+            return DataLoader(records, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
+        return DataLoader(records, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
                           num_workers=self.num_workers, drop_last=shuffle)
 
     def train_dataloader(self) -> DataLoader:
@@ -160,11 +173,12 @@ class TinyMTDataModule(PromptDataModule):
         seed: data seed (splits use seed, seed+1, seed+2).
         batch_size: prompts per rollout per process.
         eval_batch_size: prompts per validation/test batch.
+        group_by_length: training batches of examples of similar length (SFT).
     """
 
     def __init__(self, num_train: int = 2048, num_val: int = 32, num_test: int = 64, seed: int = 0,
-                 batch_size: int = 16, eval_batch_size: Optional[int] = None) -> None:
-        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size)
+                 batch_size: int = 16, eval_batch_size: Optional[int] = None, group_by_length: bool = False) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, group_by_length=group_by_length)
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.seed = seed
 

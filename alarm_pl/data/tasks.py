@@ -47,14 +47,16 @@ class EuroparlMTDataModule(PromptDataModule):
         eval_batch_size: prompts per validation/test batch.
         max_eval_prompts: validation prompts used (authors: the first 2,000 of the 7,000 eval pairs).
         max_test_prompts: test prompts used (null: the whole 30,000-pair test split, as the authors' ``test``).
+        group_by_length: training batches of pairs of similar length (SFT).
     """
 
     def __init__(self, dataset_name: str = "opus/europarl", dataset_config: str = "en-es",
                  dataset_path: Optional[str] = None, es_file: Optional[str] = None, en_file: Optional[str] = None,
                  num_pairs: int = 100_000, seed: int = 42, batch_size: int = 32, eval_batch_size: Optional[int] = None,
-                 max_eval_prompts: Optional[int] = 2000, max_test_prompts: Optional[int] = None) -> None:
+                 max_eval_prompts: Optional[int] = 2000, max_test_prompts: Optional[int] = None,
+                 group_by_length: bool = False) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, max_eval_prompts=max_eval_prompts,
-                         max_test_prompts=max_test_prompts)
+                         max_test_prompts=max_test_prompts, group_by_length=group_by_length)
         if (es_file is None) != (en_file is None):
             raise ValueError("data.init_args.es_file and data.init_args.en_file go together; set both or neither")
         self.dataset_name, self.dataset_config, self.dataset_path = dataset_name, dataset_config, dataset_path

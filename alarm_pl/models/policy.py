@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import tempfile
 from typing import Iterator, NamedTuple
 
 import torch
@@ -65,11 +66,15 @@ class Policy(nn.Module):
 
     Args:
         config: the ``model.policy`` argument group.
+        for_ppo: also build what PPO adds to the LM: the value head and, for full fine-tuning (``lora_r == 0``), the
+            frozen copy of the starting weights that serves as the reference policy. False loads the LM alone, as
+            supervised fine-tuning (``alarm_pl.sft.SFTModule``) trains it.
     """
 
-    def __init__(self, config: PolicyConfig) -> None:
+    def __init__(self, config: PolicyConfig, for_ppo: bool = True) -> None:
         super().__init__()
         self.config = config
+        self.for_ppo = for_ppo
         self.model: nn.Module | None = None
         self.value_head: nn.Linear | None = None
         self.tokenizer = None
@@ -78,10 +83,10 @@ class Policy(nn.Module):
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
-        """Load tokenizer and model, add the adapter and value head. Idempotent."""
+        """Load tokenizer and model, add the adapter (and, for PPO, the value head). Idempotent."""
         if self.model is not None:
             return
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         path = resolve_model_path(self.config.model_name_or_path, "model.policy.model_name_or_path")
         hf_config = AutoConfig.from_pretrained(path)
@@ -91,21 +96,27 @@ class Policy(nn.Module):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right" if self.is_seq2seq else "left"
-        auto = AutoModelForSeq2SeqLM if self.is_seq2seq else AutoModelForCausalLM
         kwargs = {"dtype": torch_dtype_from_str(self.config.dtype)}
         quant = quantization_config(self.config.quantization_bits)
         if quant is not None:
             kwargs["quantization_config"] = quant
-        model = auto.from_pretrained(path, **kwargs)
+        model = self._auto_class().from_pretrained(path, **kwargs)
         if self.config.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        if self.config.lora_r == 0:  # full fine-tuning: the reference is a frozen copy of the starting weights
+        if self.config.lora_r == 0 and self.for_ppo:  # full fine-tuning: the reference is a frozen copy of the start
             self.reference_model = copy.deepcopy(model).requires_grad_(False).eval()
         self.model = self._adapt(model)
+        if not self.for_ppo:
+            return
         hidden = hf_config.get_text_config().hidden_size if hasattr(hf_config, "get_text_config") else hf_config.hidden_size
         self.value_head = nn.Linear(hidden, 1)
         nn.init.normal_(self.value_head.weight, std=1.0 / (hidden + 1))
         nn.init.zeros_(self.value_head.bias)
+
+    def _auto_class(self):
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+        return AutoModelForSeq2SeqLM if self.is_seq2seq else AutoModelForCausalLM
 
     def _adapt(self, model: nn.Module) -> nn.Module:
         cfg = self.config
@@ -164,6 +175,11 @@ class Policy(nn.Module):
 
     def _base_config(self):
         return self.model.config if not hasattr(self.model, "get_base_model") else self.model.get_base_model().config
+
+    @property
+    def decoder_start_token_id(self) -> int:
+        """The encoder-decoder model's ``decoder_start_token_id`` (the first decoder input)."""
+        return self._base_config().decoder_start_token_id
 
     @contextlib.contextmanager
     def reference_mode(self) -> Iterator[None]:
@@ -227,6 +243,32 @@ class Policy(nn.Module):
         self.tokenizer.save_pretrained(out_dir)
         torch.save(self.value_head.state_dict(), os.path.join(out_dir, "value_head.pt"))
         if merged and self.config.lora_r:
-            merged_model = copy.deepcopy(self.model).merge_and_unload()
-            merged_model.save_pretrained(os.path.join(out_dir, "merged"))
-            self.tokenizer.save_pretrained(os.path.join(out_dir, "merged"))
+            self.save_full_model(os.path.join(out_dir, "merged"))
+
+    def save_full_model(self, out_dir: str) -> None:
+        """Write the LM as one plain ``transformers`` model plus its tokenizer: the trained ``default`` adapter merged
+        into the base weights (full fine-tuning: the model as trained). No value head. The directory loads with
+        ``AutoModelFor*.from_pretrained`` and as ``model.policy.model_name_or_path``.
+
+        A quantized (QLoRA) base is not merged in place: the base is reloaded unquantized, in ``config.dtype`` on
+        the CPU, and the adapter is merged into that, so the export holds full-precision weights."""
+        if not self.config.lora_r:
+            model = self.model
+        elif self.config.quantization_bits is None:
+            model = copy.deepcopy(self.model).merge_and_unload(adapter_names=["default"])
+        else:
+            with tempfile.TemporaryDirectory() as adapter_dir:
+                self.model.save_pretrained(adapter_dir, selected_adapters=["default"])
+                model = merge_adapter_into_base(self._auto_class(), self.config, adapter_dir)
+        model.save_pretrained(out_dir)
+        self.tokenizer.save_pretrained(out_dir)
+
+
+def merge_adapter_into_base(auto_class, config: PolicyConfig, adapter_dir: str) -> nn.Module:
+    """The base model of ``config`` loaded unquantized (``config.dtype``, CPU) with the peft adapter in
+    ``adapter_dir`` merged into its weights."""
+    from peft import PeftModel
+
+    path = resolve_model_path(config.model_name_or_path, "model.policy.model_name_or_path")
+    base = auto_class.from_pretrained(path, dtype=torch_dtype_from_str(config.dtype))
+    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()

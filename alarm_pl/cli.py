@@ -1,7 +1,7 @@
 """The command line: ``python -m alarm_pl fit|validate|test --config configs/X.yaml`` (LightningCLI).
 
 The LightningModule is chosen by the config's ``model.class_path`` (``alarm_pl.module.ALaRMModule`` for PPO with
-hierarchical rewards) and the DataModule by ``data.class_path``. Every argument is typed and documented:
+hierarchical rewards, ``alarm_pl.sft.SFTModule`` for supervised fine-tuning) and the DataModule by ``data.class_path``. Every argument is typed and documented:
 ``fit --model.help alarm_pl.module.ALaRMModule`` lists a module's arguments, ``--print_config`` shows the resolved
 configuration, and dotted overrides reach ``init_args`` directly (``--model.ppo.clip_range 0.1``).
 

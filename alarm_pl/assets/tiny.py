@@ -45,9 +45,10 @@ class TinySpec:
     """What one tiny asset is made of (the hash of this spec names its cache directory).
 
     The supervised warm start (``sft_steps > 0``) is the SFT stage itself (``alarm_pl.sft.SFTModule``, full
-    fine-tuning, AdamW at ``sft_lr``, no schedule) on the train split of the DataModule ``sft_data`` built with
-    ``sft_data_args`` and ``batch_size=sft_batch_size``: the same recipe as ``configs/tiny_sft.yaml`` run for
-    ``sft_steps`` optimizer steps. Change any of these values and the asset is rebuilt under a new name.
+    fine-tuning, AdamW at ``sft_lr``, no schedule, no gradient clipping) for ``sft_steps`` optimizer steps on the
+    train split of the DataModule ``sft_data`` built with ``sft_data_args`` and ``batch_size=sft_batch_size`` (by
+    default the tiny task's seed-2000 split, other sentences than the seed-0 prompts of the tiny configs). Change any
+    of these values and the asset is rebuilt under a new name.
     """
 
     kind: str  # "seq2seq" | "causal" | "reward"

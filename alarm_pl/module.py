@@ -19,7 +19,6 @@ by exactly one per rollout.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict
 from typing import Optional, Union
@@ -36,6 +35,7 @@ from alarm_pl.callbacks.selection import AspectSelection
 from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig, SelectionConfig
 from alarm_pl.data.prompts import PromptBatch
 from alarm_pl.eval.collector import EvalCollector
+from alarm_pl.eval.hooks import GenerationEvaluation
 from alarm_pl.eval.records import jsonable, run_identity
 from alarm_pl.models.policy import Generation, Policy
 from alarm_pl.ppo import functional as F
@@ -47,7 +47,7 @@ from alarm_pl.rollout import Rollout
 KLController = Union[AdaptiveKLController, FixedKLController]
 
 
-class ALaRMModule(pl.LightningModule):
+class ALaRMModule(GenerationEvaluation, pl.LightningModule):
     """PPO with hierarchical rewards over a LoRA-adapted policy.
 
     Args:
@@ -303,30 +303,7 @@ class ALaRMModule(pl.LightningModule):
             self.log(f"{stage}/aspect/{name}", scored.scores[name].metric.float().mean(), sync_dist=True, batch_size=size)
         self.log(f"{stage}/response_length", inputs.lengths.float().mean(), sync_dist=True, batch_size=size)
 
-    def on_validation_epoch_start(self) -> None:
-        self.eval_collector.reset()
-
-    def on_test_epoch_start(self) -> None:
-        self.eval_collector.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_evaluation("test")
-
-    def _finish_evaluation(self, stage: str) -> None:
-        if self.trainer.sanity_checking:
-            return
-        step = self.trainer.global_step
-        directory = self.eval_collector.generations_dir or os.path.join(
-            self.trainer.log_dir or self.trainer.default_root_dir, "generations")
-        corpus = self.eval_collector.finish(os.path.join(directory, f"{stage}-step{step:06d}.jsonl"),
-                                            self._run_identity(stage))
-        for key, value in corpus.items():
-            self.log(f"{stage}/{key}", value, rank_zero_only=True)
-
-    def _run_identity(self, stage: str) -> dict:
+    def run_identity(self, stage: str) -> dict:
         """The ``run`` field of this run's generation records: the configuration's hash (hyper-parameters and
         scorers), the checkpoint, the decoding, the step and the stage."""
         scorers = [repr(s) for s in [self.scoring.holistic_scorer, *self.scoring.aspect_scorers]]

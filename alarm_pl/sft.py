@@ -17,6 +17,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -29,6 +30,8 @@ from alarm_pl.config import GenerationConfig, PolicyConfig, RewardConfig
 from alarm_pl.data.prompts import DataFormatError, PromptBatch, PromptDataModule, PromptRecord
 from alarm_pl.data.sft_batch import IGNORE_INDEX, SFTBatch, causal_batch, prompt_ids, seq2seq_batch, target_ids
 from alarm_pl.eval.collector import EvalCollector
+from alarm_pl.eval.hooks import GenerationEvaluation
+from alarm_pl.eval.records import jsonable, run_identity
 from alarm_pl.models.policy import Policy
 from alarm_pl.optim import WarmupCosineLR
 from alarm_pl.rewards.aspects.reference import ReferenceScorer
@@ -64,7 +67,7 @@ def require_references(records: Sequence[PromptRecord], split: str) -> None:
                                   f"pairs, so every example of an SFT split needs a non-empty reference")
 
 
-class SFTModule(pl.LightningModule):
+class SFTModule(GenerationEvaluation, pl.LightningModule):
     """Supervised fine-tuning of a causal or encoder-decoder policy, fully or through LoRA (QLoRA with
     ``policy.quantization_bits``, CUDA only).
 
@@ -177,26 +180,14 @@ class SFTModule(pl.LightningModule):
         inputs = self.scoring.build_inputs(self.policy.tokenizer, batch.prompts, batch.references, batch.metadata,
                                            *generated)
         scored = self.scoring.score(inputs, update_normalizers=False)
-        self.eval_collector.add(batch, inputs, scored, self.scoring)
+        self.eval_collector.add(batch, inputs, scored, self.scoring.holistic_scorer.name, self.scoring.aspect_names)
         self.log(f"{stage}/response_length", inputs.lengths.float().mean(), sync_dist=True, batch_size=len(batch))
 
-    def on_validation_epoch_start(self) -> None:
-        self.eval_collector.reset()
-
-    def on_test_epoch_start(self) -> None:
-        self.eval_collector.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_evaluation("test")
-
-    def _finish_evaluation(self, stage: str) -> None:
-        if self.trainer.sanity_checking:
-            return
-        for key, value in self.eval_collector.finish(self, stage).items():
-            self.log(f"{stage}/{key}", value, rank_zero_only=True)
+    def run_identity(self, stage: str) -> dict:
+        """The ``run`` field of this run's generation records: the configuration's hash, the checkpoint, the
+        decoding, the step and the stage."""
+        return run_identity(jsonable(dict(self.hparams)), self.trainer.ckpt_path,
+                            jsonable(asdict(self.generation_config)), self.trainer.global_step, stage=stage)
 
     # ------------------------------------------------------------------ checkpoints and export
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 Strategy = Literal["holistic_only", "aspect_only", "weighted_sum", "hierarchical"]
 
@@ -13,7 +13,13 @@ class PolicyConfig:
     """The policy: a Hugging Face causal or encoder-decoder LM with a LoRA adapter and a value head."""
 
     model_name_or_path: str = "tiny:mt-seq2seq"
-    """Hub id, local directory saved with ``save_pretrained``, or ``tiny:<name>`` for the offline tiny assets."""
+    """Hub id, local directory saved with ``save_pretrained``, ``tiny:<name>`` for the offline tiny assets, or
+    ``dummy:<architecture>`` for the real architecture with seeded random weights (``alarm_pl/assets/dummy.py``;
+    e.g. ``dummy:mt5-base``, ``dummy:t5-large``, ``dummy:/path/to/config.json``)."""
+    dummy_overrides: Optional[dict[str, Any]] = None
+    """With a ``dummy:`` model: config.json keys to replace, to shrink the architecture for a CPU while keeping its
+    class (e.g. ``{num_layers: 2, num_decoder_layers: 2, d_model: 64, d_ff: 128, num_heads: 4, d_kv: 16,
+    vocab_size: 2048}`` for T5/mT5)."""
     architecture: Literal["auto", "seq2seq", "causal"] = "auto"
     """``auto`` reads ``config.is_encoder_decoder``."""
     lora_r: int = 16

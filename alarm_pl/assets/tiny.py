@@ -23,9 +23,7 @@ import hashlib
 import importlib
 import json
 import logging
-import os
 import random
-import shutil
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -34,6 +32,7 @@ from typing import Iterator
 
 import torch
 
+from alarm_pl.assets.cache import build_once, cache_dir
 from alarm_pl.data.tiny_mt import corpus
 
 TINY_SCHEME = "tiny:"
@@ -76,54 +75,18 @@ TINY_ASSETS: dict[str, TinySpec] = {
 }
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("ALARM_PL_CACHE", Path.home() / ".cache" / "alarm_pl"))
-
-
-def resolve_model_path(name_or_path: str, key: str) -> str:
-    """A ``tiny:<name>`` asset (built on first use) or whatever ``resolve_pretrained`` accepts."""
-    if name_or_path.startswith(TINY_SCHEME):
-        return str(ensure_tiny_asset(name_or_path[len(TINY_SCHEME):], key))
-    from alarm_pl.models.loading import resolve_pretrained
-
-    return resolve_pretrained(name_or_path, key)
-
-
 def ensure_tiny_asset(name: str, key: str = "model path") -> Path:
-    """Directory of the tiny asset ``name``, building it atomically (temp dir + rename) when missing."""
+    """Directory of the tiny asset ``name``, built on first use (``cache.build_once``).
+
+    Raises:
+        ValueError: ``name`` is not a known tiny asset (``key`` is the config key it came from).
+    """
     if name not in TINY_ASSETS:
         raise ValueError(f"{key}: unknown tiny asset 'tiny:{name}'; known: {sorted(TINY_ASSETS)}")
     spec = TINY_ASSETS[name]
     digest = hashlib.sha256(json.dumps([_VERSION, asdict(spec)], sort_keys=True).encode()).hexdigest()[:10]
-    target = cache_dir() / "tiny" / f"{name}-{digest}"
-    if (target / "config.json").exists():
-        return target
-    if _distributed_rank() > 0:  # transformers saves model files on rank 0 only: let rank 0 build, then read it
-        torch.distributed.barrier()
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
-        build_tiny_asset(spec, tmp)
-        if not (tmp / "config.json").exists() or not any(tmp.glob("*.safetensors")):
-            raise RuntimeError(f"building tiny:{name} in {tmp} wrote no complete model: {sorted(os.listdir(tmp))}")
-        os.replace(tmp, target)
-    except OSError:
-        if not (target / "config.json").exists():  # a concurrent builder did not win either
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if _distributed_rank() == 0:
-            torch.distributed.barrier()
-    return target
-
-
-def _distributed_rank() -> int:
-    """This process's rank when a process group of several processes is running, else -1."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return dist.get_rank()
-    return -1
+    return build_once(cache_dir() / "tiny" / f"{name}-{digest}", lambda out: build_tiny_asset(spec, out),
+                      f"tiny:{name}")
 
 
 def build_tiny_asset(spec: TinySpec, out_dir: Path) -> None:

@@ -7,9 +7,21 @@ hub:
 - ``train_sentencepiece``: T5 / mT5 style Unigram over ``▁``-marked words with byte fallback (encoder-decoder
   policies). The pieces are trained by the ``sentencepiece`` package (deterministic) and assembled into a fast
   tokenizer from the ``tokenizers`` library's SentencePiece-style components, so no model file is kept;
-- ``byte_tokenizer``: ByT5's byte tokenizer (``transformers.ByT5Tokenizer`` needs no files);
-- ``train_roberta_bpe``: RoBERTa / Longformer style byte-level BPE with ``<s> … </s>`` around every sequence (the
-  FineGrainedRLHF reward models' tokenizer family).
+- ``byte_tokenizer``: ByT5's byte tokenizer (``transformers.ByT5Tokenizer`` needs no files).
+
+The reward-model families and the dummy-weight models (``alarm_pl.assets.dummy``) get a tokenizer of their real
+family: the real transformers class with the real special tokens and settings, and a vocabulary trained here (``sentencepiece`` for
+the SentencePiece families, the ``tokenizers`` BPE trainer for byte-level BPE):
+
+- ``train_t5_tokenizer``: ``T5Tokenizer`` (T5, mT5): Unigram, ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, no bos, ``</s>``
+  appended, NFKC-style normalisation, no byte fallback (unknown characters become ``<unk>``, as with the real
+  vocabularies), optional ``<extra_id_N>`` sentinels at the top of the vocabulary (T5: 100; mT5: none);
+- ``train_llama_tokenizer``: ``LlamaTokenizer`` (Llama-2, UltraRM): SentencePiece BPE, ``<unk>`` 0, ``<s>`` 1,
+  ``</s>`` 2, byte pieces ``<0x00>``… from id 3, ``<s>`` prepended and nothing appended, digits split, no pad token;
+- ``train_roberta_bpe``: ``RobertaTokenizer`` (RoBERTa, Longformer; the FineGrainedRLHF reward models): byte-level
+  BPE, ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, ``<mask>`` last, ``<s> … </s>`` around every text, a
+  ``</s>`` written in the text is the special token, offsets trimmed of spaces, ``add_prefix_space`` as the
+  checkpoint saved it.
 
 Every builder returns a transformers tokenizer with ``pad``/``eos``/``unk`` set (and ``bos`` for the BPE one) that
 survives ``save_pretrained`` / ``AutoTokenizer.from_pretrained(local_dir)``. Training is deterministic: the same
@@ -28,8 +40,6 @@ BPE_PAD = "<pad>"
 """A separate pad token, so that masking padding never masks a real end-of-text token."""
 SP_SPECIALS = ("<pad>", "</s>", "<unk>")
 """T5's special tokens in id order: pad = 0, eos = 1, unk = 2."""
-ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
-"""RoBERTa's (and Longformer's) special tokens in id order: bos/cls 0, pad 1, eos/sep 2, unk 3, mask 4."""
 N_BYTES = 256
 PRINTABLE_ASCII = "".join(chr(c) for c in range(33, 127))
 """Characters every SentencePiece vocabulary built here covers (``!`` to ``~``)."""
@@ -182,38 +192,113 @@ def byte_tokenizer() -> PreTrainedTokenizerBase:
     return ByT5Tokenizer()
 
 
-def train_roberta_bpe(texts: Sequence[str], vocab_size: int = 1000, add_prefix_space: bool = True
-                      ) -> PreTrainedTokenizerFast:
-    """Train a RoBERTa / Longformer style byte-level BPE tokenizer on ``texts``.
+T5_SPECIALS = SP_SPECIALS
+"""T5's and mT5's ids: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2 (no bos)."""
+LLAMA_SPECIALS = ("<unk>", "<s>", "</s>")
+"""Llama's ids: ``<unk>`` 0, ``<s>`` 1, ``</s>`` 2 (no pad)."""
+ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
+"""RoBERTa's (and Longformer's) first ids 0-3; ``<mask>`` is the last id of the vocabulary."""
 
-    Like ``roberta-base`` and ``allenai/longformer-base-4096``: special tokens ``<s>`` (0), ``<pad>`` (1), ``</s>``
-    (2), ``<unk>`` (3), ``<mask>`` (4); every encoded sequence is ``<s> … </s>``; a ``</s>`` written in the text is
-    the special token. ``add_prefix_space=True`` (a space before the first word) is how FineGrainedRLHF loads its
-    Longformer tokenizer (``reward_modeling/run_fg_rm.py``) and what word-split input (``is_split_into_words``) needs.
+
+def _train_spm(texts: Sequence[str], builder: str, vocab_size: int, **settings):
+    """Train a SentencePiece model on ``texts``; returns its ``ModelProto`` (pieces, scores, normaliser)."""
+    import io
+
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2
+
+    kept = _check_texts(texts, builder)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(kept), model_writer=model, vocab_size=vocab_size, hard_vocab_limit=False,
+        character_coverage=1.0, num_threads=1, minloglevel=2, **settings)
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model.getvalue())
+    return proto
+
+
+def train_t5_tokenizer(texts: Sequence[str], vocab_size: int = 1000, extra_ids: int = 100):
+    """A ``transformers.T5Tokenizer`` (T5 / mT5 family) with a Unigram vocabulary trained on ``texts``.
+
+    Trainer settings follow T5's ``spiece.model``: Unigram, pad 0 / eos 1 / unk 2, no bos, SentencePiece's
+    ``nmt_nfkc`` normalisation (kept as the tokenizer's precompiled normaliser), no byte fallback.
 
     Args:
         texts: training texts.
-        vocab_size: target vocabulary size including the 256 byte symbols and the 5 special tokens.
-        add_prefix_space: prepend a space to the first word (each word, for word-split input).
+        vocab_size: the whole vocabulary, sentinels included: ``vocab_size - extra_ids`` trained pieces at most.
+        extra_ids: ``<extra_id_N>`` sentinels, placed in reverse order at the top (T5: 100, ``<extra_id_0>`` last;
+            mT5: 0).
 
-    Returns:
-        A ``PreTrainedTokenizerFast`` with bos/cls ``<s>``, eos/sep ``</s>``, pad, unk and mask tokens set.
+    Raises:
+        ValueError: no text, or fewer than 8 ids left for trained pieces (the message gives the numbers).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import T5Tokenizer
+
+    pieces = vocab_size - extra_ids
+    if pieces < 8:
+        raise ValueError(f"train_t5_tokenizer: vocab_size {vocab_size} leaves {pieces} ids for trained pieces after "
+                         f"{extra_ids} sentinels; give a vocab_size of at least {extra_ids + 8}")
+    proto = _train_spm(texts, "train_t5_tokenizer", pieces, model_type="unigram", pad_id=0, eos_id=1, unk_id=2,
+                       bos_id=-1, byte_fallback=False, normalization_rule_name="nmt_nfkc")
+    vocab = [(p.piece, p.score) for p in proto.pieces]
+    vocab += [(f"<extra_id_{i}>", 0.0) for i in reversed(range(extra_ids))]
+    charsmap = proto.normalizer_spec.precompiled_charsmap or None
+    return T5Tokenizer(vocab=vocab, extra_ids=extra_ids, _spm_precompiled_charsmap=charsmap)
+
+
+def train_llama_tokenizer(texts: Sequence[str], vocab_size: int = 1000):
+    """A ``transformers.LlamaTokenizer`` (Llama-2 family) with a SentencePiece BPE vocabulary trained on ``texts``.
+
+    Trainer settings follow Llama-2's ``tokenizer.model``: BPE, unk 0 / bos 1 / eos 2, no pad, byte fallback (the 256
+    byte pieces follow the specials), digits split, identity normalisation, whitespace kept. The tokenizer prepends
+    ``<s>`` and appends nothing (``add_bos_token=True``, ``add_eos_token=False``), like Llama-2's.
+
+    Args:
+        texts: training texts.
+        vocab_size: upper bound on the vocabulary (at least 3 specials + 256 bytes + the characters of the texts).
+    """
+    from transformers import LlamaTokenizer
+    from transformers.tokenization_utils_base import generate_merges
+
+    if vocab_size < len(LLAMA_SPECIALS) + N_BYTES + 1:
+        raise ValueError(f"train_llama_tokenizer: vocab_size must exceed {len(LLAMA_SPECIALS) + N_BYTES} (3 specials "
+                         f"and 256 byte pieces), got {vocab_size}")
+    proto = _train_spm(texts, "train_llama_tokenizer", vocab_size, model_type="bpe", unk_id=0, bos_id=1, eos_id=2,
+                       pad_id=-1, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
+                       remove_extra_whitespaces=False, allow_whitespace_only_pieces=True)
+    vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
+    return LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab), legacy=False, add_bos_token=True,
+                          add_eos_token=False)
+
+
+def train_roberta_bpe(texts: Sequence[str], vocab_size: int = 1000, add_prefix_space: bool = True):
+    """A ``transformers.RobertaTokenizer`` (RoBERTa / Longformer family) with a byte-level BPE trained on ``texts``.
+
+    Args:
+        texts: training texts.
+        vocab_size: the whole vocabulary: ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, the 256 byte symbols,
+            the merges, and ``<mask>`` as the last id (as in ``roberta-base``'s and ``longformer-base-4096``'s
+            vocabularies, where it is 50264).
+        add_prefix_space: add a space before the first word (and before every word of word-split input). True is
+            how FineGrainedRLHF loads and saves its token classifiers' tokenizer (``reward_modeling/run_fg_rm.py``)
+            and what ``is_split_into_words`` needs; RoBERTa's own default is False.
+    """
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import RobertaTokenizer
 
     kept = _check_texts(texts, "train_roberta_bpe")
-    if vocab_size < N_BYTES + len(ROBERTA_SPECIALS):
-        raise ValueError(f"train_roberta_bpe: vocab_size must be at least {N_BYTES + len(ROBERTA_SPECIALS)} (bytes + "
-                         f"specials), got {vocab_size}")
+    if vocab_size < len(ROBERTA_SPECIALS) + N_BYTES + 1:
+        raise ValueError(f"train_roberta_bpe: vocab_size must exceed {len(ROBERTA_SPECIALS) + N_BYTES} "
+                         f"(4 specials and 256 byte symbols, plus <mask>), got {vocab_size}")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(ROBERTA_SPECIALS),
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - 1, special_tokens=list(ROBERTA_SPECIALS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(kept, trainer=trainer)
-    tok.post_processor = processors.RobertaProcessing(("</s>", ROBERTA_SPECIALS.index("</s>")),
-                                                      ("<s>", ROBERTA_SPECIALS.index("<s>")),
-                                                      trim_offsets=True, add_prefix_space=add_prefix_space)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", cls_token="<s>", eos_token="</s>",
-                                   sep_token="</s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
-                                   add_prefix_space=add_prefix_space, clean_up_tokenization_spaces=False)
+    model = json.loads(tok.to_str())["model"]
+    vocab = dict(model["vocab"])
+    vocab["<mask>"] = len(vocab)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return RobertaTokenizer(vocab=vocab, merges=merges, add_prefix_space=add_prefix_space, trim_offsets=True)

@@ -1,8 +1,11 @@
-"""Hub-or-local resolution of pretrained models, quantization and dtype options — failing fast and clearly.
+"""Model references, quantization and dtype options — failing fast and clearly.
 
-``resolve_pretrained`` is called before every ``from_pretrained`` of the project so that a wrong path or an
-unreachable hub surfaces within seconds, naming the config key, instead of as a long retry loop deep inside
-``huggingface_hub`` (whose file download retries for up to a minute when no cached copy exists).
+``resolve_model_reference`` turns every model reference of a configuration into something ``from_pretrained`` loads:
+a hub id, a local directory, a ``tiny:<name>`` asset (``assets/tiny.py``) or ``dummy:<architecture>`` weights
+(``assets/dummy.py``: the real architecture, seeded random weights, optionally shrunk by ``dummy_overrides``).
+``resolve_pretrained``, its hub-or-local part, makes a wrong path or an unreachable hub surface within seconds,
+naming the config key, instead of as a long retry loop deep inside ``huggingface_hub`` (whose file download retries
+for up to a minute when no cached copy exists).
 
 Quantization (what works where, checked with bitsandbytes 0.50.2 / transformers 5.24 / torch 2.13, CPU only):
 bitsandbytes' 8-bit (LLM.int8) and 4-bit NF4 layers load and run on CPU, slowly; 4-bit on CPU fails for layers
@@ -16,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from typing import Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 
@@ -47,6 +50,37 @@ def looks_local(name_or_path: str) -> bool:
         return True
     head = name_or_path.split("/", 1)[0]
     return "/" in name_or_path and os.path.isdir(head)
+
+
+def resolve_model_reference(reference: str, what: str, head: str = "lm",
+                            dummy_overrides: Optional[Mapping[str, Any]] = None, device: Optional[str] = None) -> str:
+    """Resolve any model reference of a configuration to a ``from_pretrained`` argument.
+
+    Args:
+        reference: ``tiny:<name>``, ``dummy:<architecture or config path>``, a local directory or a hub id.
+        what: the config key it came from, for error messages.
+        head: what will be loaded: ``lm`` (a policy), ``sequence`` or ``token`` (reward-model heads); dummy
+            checkpoints are written with that head.
+        dummy_overrides: config.json keys replaced in a ``dummy:`` architecture (only allowed with ``dummy:``).
+        device: where the model will be loaded (a full-size large dummy is refused on ``cpu``).
+
+    Returns:
+        A local directory (tiny and dummy assets are built on first use) or what ``resolve_pretrained`` returns.
+
+    Raises:
+        ValueError: ``dummy_overrides`` given with a reference that is not ``dummy:``; see also the builders.
+    """
+    from alarm_pl.assets.dummy import DUMMY_SCHEME, ensure_dummy_checkpoint
+    from alarm_pl.assets.tiny import TINY_SCHEME, ensure_tiny_asset
+
+    if reference.startswith(DUMMY_SCHEME):
+        return str(ensure_dummy_checkpoint(reference, what, head, dummy_overrides, device))
+    if dummy_overrides:
+        raise ValueError(f"{what}: dummy_overrides {dict(dummy_overrides)} only apply to 'dummy:' references, not to "
+                         f"{reference!r}; remove them or use dummy:<architecture>")
+    if reference.startswith(TINY_SCHEME):
+        return str(ensure_tiny_asset(reference[len(TINY_SCHEME):], what))
+    return resolve_pretrained(reference, what)
 
 
 def resolve_pretrained(name_or_path: str, what: str, timeout: float = DEFAULT_HUB_TIMEOUT_S) -> str:

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from alarm_pl.config import GenerationConfig, PolicyConfig
-from alarm_pl.models.loading import quantization_config, resolve_pretrained, torch_dtype_from_str
-from alarm_pl.assets.tiny import resolve_model_path
+from alarm_pl.models.loading import (quantization_config, resolve_model_reference, resolve_pretrained,
+                                     torch_dtype_from_str)
 from alarm_pl.ppo.functional import entropy_from_logits, logprobs_from_logits
 
 REFERENCE_ADAPTER = "reference"
@@ -88,7 +88,8 @@ class Policy(nn.Module):
             return
         from transformers import AutoConfig, AutoTokenizer
 
-        path = resolve_model_path(self.config.model_name_or_path, "model.policy.model_name_or_path")
+        path = resolve_model_reference(self.config.model_name_or_path, "model.policy.model_name_or_path", "lm",
+                                       self.config.dummy_overrides)
         hf_config = AutoConfig.from_pretrained(path)
         arch = self.config.architecture
         self.is_seq2seq = bool(hf_config.is_encoder_decoder) if arch == "auto" else arch == "seq2seq"
@@ -269,6 +270,7 @@ def merge_adapter_into_base(auto_class, config: PolicyConfig, adapter_dir: str) 
     ``adapter_dir`` merged into its weights."""
     from peft import PeftModel
 
-    path = resolve_model_path(config.model_name_or_path, "model.policy.model_name_or_path")
+    path = resolve_model_reference(config.model_name_or_path, "model.policy.model_name_or_path", "lm",
+                                   config.dummy_overrides)
     base = auto_class.from_pretrained(path, dtype=torch_dtype_from_str(config.dtype))
     return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()

@@ -26,7 +26,7 @@ from typing import Literal, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from alarm_pl.models.loading import quantization_config, torch_dtype_from_str
+from alarm_pl.models.loading import quantization_config, resolve_model_reference, torch_dtype_from_str
 
 HeadKind = Literal["sequence", "token"]
 ULTRARM_TEMPLATE = "Human: {prompt}\nAssistant: {response}"
@@ -153,11 +153,12 @@ class FrozenRewardModel:
                         batch_size: int = 8, max_length: int = 1024, quantization_bits: Optional[int] = None,
                         dtype: str = "float32", device: "str | torch.device" = "cpu", what: str = "model_name_or_path",
                         key_mapping: Optional[dict[str, str]] = None, allow_cpu_quantization: bool = False,
-                        ) -> "FrozenRewardModel":
+                        dummy_overrides: Optional[dict] = None) -> "FrozenRewardModel":
         """Load model and tokenizer from a local directory or the hub (``loading.resolve_pretrained``).
 
         Args:
-            model_name_or_path: local directory, hub id or ``tiny:<name>`` asset (``alarm_pl.assets.tiny``).
+            model_name_or_path: local directory, hub id, ``tiny:<name>`` asset or ``dummy:<architecture>``
+                (``loading.resolve_model_reference``).
             kind, template, batch_size, max_length: see the class.
             quantization_bits: 4, 8 or None (``loading.quantization_config``); quantized models are placed on
                 ``device`` by bitsandbytes.
@@ -165,7 +166,8 @@ class FrozenRewardModel:
             device: where the model runs.
             what: the config key of ``model_name_or_path``, for error messages.
             key_mapping: regexes renaming checkpoint weights (``ULTRARM_KEY_MAPPING`` for UltraRM).
-            allow_cpu_quantization: quantize without CUDA (tests).
+            allow_cpu_quantization: quantize without CUDA (bitsandbytes' CPU kernels: CPU smoke runs and tests).
+            dummy_overrides: config.json keys replaced in a ``dummy:`` architecture (shrinking it).
 
         Raises:
             FileNotFoundError, HubUnavailableError: see ``loading.resolve_pretrained``.
@@ -173,9 +175,7 @@ class FrozenRewardModel:
         """
         from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
-        from alarm_pl.assets.tiny import resolve_model_path
-
-        path = resolve_model_path(model_name_or_path, what)
+        path = resolve_model_reference(model_name_or_path, what, kind, dummy_overrides, str(device))
         auto = AutoModelForSequenceClassification if kind == "sequence" else AutoModelForTokenClassification
         kwargs: dict = {"dtype": torch_dtype_from_str(dtype), "output_loading_info": True}
         if kind == "sequence":  # configs of custom reward heads (UltraRM) omit num_labels, whose default is 2

@@ -1,4 +1,4 @@
-"""Grammar aspect: LanguageTool matches as dense token penalties (the paper's MT aspect, "grammar error rate").
+"""Grammar aspect: a grammar checker's matches as dense token penalties (the paper's MT aspect, "grammar error rate").
 
 Every real response token gets ``correct_value`` (0); tokens overlapping a LanguageTool match get ``error_value``
 (−1); all real tokens are placed. The metric is the number of matches per response token (lower is better).
@@ -13,6 +13,26 @@ Backends:
 - ``local``: ``language_tool_python.LanguageTool``, which downloads LanguageTool on first use (this fails offline;
   the error says to run a server and use the ``http`` backend). Calls are sequential (the library keeps per-call
   state in class attributes).
+
+- ``harper``: Harper (Automattic's Rust grammar checker, through ``harper-py``), in process and offline: no Java,
+  no server, no download (``pip install harper-py``, in the ``aspects`` extra). Its lint spans are Python string
+  indices (code points; checked on text with accents and emoji in ``tests/test_grammar.py``). ``language`` picks its
+  dialect (``en-US``, ``en-GB``, ``en-AU``, ``en-CA``, ``en-IN``); ``disabled_rules`` takes Harper rule names (e.g.
+  ``SpellCheck``, ``SentenceCapitalization``); text is checked as plain text.
+
+What each backend catches (both count every match, spelling included, as the paper's LanguageTool setup did):
+- LanguageTool (the paper's scorer): several thousand English rules in categories ``GRAMMAR`` (agreement, verb forms,
+  articles), ``TYPOS`` (spelling, ``MORFOLOGIK_RULE_EN_US``), ``CONFUSED_WORDS`` (their/there, its/it's),
+  ``PUNCTUATION``, ``TYPOGRAPHY`` (spacing), ``CASING``, ``COMPOUNDING``, ``REDUNDANCY``, ``STYLE``, ``COLLOCATIONS``,
+  ``SEMANTICS`` and ``MISC`` (``org.languagetool.rules.Categories``), some of them statistical (n-gram) rules.
+- Harper (2.13 in harper-py 0.2.0; 917 rules): lint kinds Agreement, BoundaryError, Capitalization, Eggcorn,
+  Enhancement, Formatting, Grammar, Malapropism, Miscellaneous, Nonstandard, Punctuation, Readability, Redundancy,
+  Regionalism, Repetition, Spelling, Style, Typo, Usage and WordChoice. On sample sentences it flags a/an errors
+  ("an test"), repeated words ("the the"), subject-verb agreement ("He go"), their/there, "could of", lower-case
+  sentence starts, doubled or stray spaces and misspellings (every Spanish word left in an English output is one).
+  It has far fewer rules than LanguageTool (no n-gram statistics, fewer agreement and tense rules), so its error
+  rates are lower and not comparable in value with the paper's; the direction (lower is better) and the alignment
+  are the same.
 
 A server that cannot be reached raises ``ScorerError`` naming the scorer and the URL — never a silent zero.
 """
@@ -55,6 +75,36 @@ def match_spans(text: str, matches: list[dict]) -> list[Span]:
     return list(zip(starts, ends))
 
 
+HARPER_DIALECTS = {"en": "AMERICAN", "en-US": "AMERICAN", "en-GB": "BRITISH", "en-AU": "AUSTRALIAN",
+                   "en-CA": "CANADIAN", "en-IN": "INDIAN"}
+"""LanguageTool-style language codes → Harper dialects (Harper checks English only)."""
+
+
+def start_harper(language: str, disabled_rules: list[str], scorer: str):
+    """A ``harper.Linter`` for ``language`` with ``disabled_rules`` switched off.
+
+    Raises:
+        ScorerError: harper-py is not installed, the language is not an English dialect, or a rule name is unknown.
+    """
+    try:
+        import harper
+    except ImportError as err:
+        raise ScorerError(f"scorer {scorer!r}: backend harper needs harper-py: pip install 'harper-py>=0.2' (or the "
+                          f"project's 'aspects' extra)") from err
+    if language not in HARPER_DIALECTS:
+        raise ScorerError(f"scorer {scorer!r}: Harper checks English only; language must be one of "
+                          f"{sorted(HARPER_DIALECTS)}, got {language!r}")
+    linter = harper.Linter(getattr(harper.Dialect, HARPER_DIALECTS[language]))
+    known = linter.get_default_lint_config()
+    unknown = sorted(set(disabled_rules) - set(known))
+    if unknown:
+        raise ScorerError(f"scorer {scorer!r}: disabled_rules {unknown} are not Harper rule names (e.g. "
+                          f"{sorted(known)[:5]}; harper.get_default_lint_config() lists all {len(known)})")
+    if disabled_rules:
+        linter.set_lint_config({**linter.get_lint_config(), **{rule: False for rule in disabled_rules}})
+    return linter
+
+
 def grammar_values(token_spans: list[Span], error_spans: list[Span], length: int, correct_value: float,
                    error_value: float) -> torch.Tensor:
     """Per-token grammar values of one response.
@@ -90,12 +140,13 @@ def _classify(err: Exception) -> Failure:
 
 
 class GrammarScorer(Scorer):
-    """LanguageTool grammar errors as dense token rewards (see the module docstring).
+    """Grammar errors as dense token rewards (see the module docstring).
 
     Args:
-        backend: ``http`` (a LanguageTool server at ``url``) or ``local`` (``language_tool_python``).
+        backend: ``http`` (a LanguageTool server at ``url``), ``local`` (``language_tool_python``) or ``harper``
+            (Harper, in process and offline).
         url: the server's API root, ending in ``/v2``.
-        language: LanguageTool language code of the responses (the paper: ``en-US``).
+        language: language code of the responses (the paper: ``en-US``); Harper takes English dialects only.
         correct_value: value of every token outside a match (the paper: 0).
         error_value: value of tokens overlapping a match (the paper: −1).
         timeout: seconds per HTTP request.
@@ -103,19 +154,20 @@ class GrammarScorer(Scorer):
         backoff: seconds before the first retry, doubled before each further one (with jitter), unless the server
             sends Retry-After.
         max_concurrency: parallel HTTP requests.
-        disabled_rules: LanguageTool rule ids to ignore (e.g. ``["WHITESPACE_RULE"]``).
+        disabled_rules: rule ids to ignore: LanguageTool's (e.g. ``["WHITESPACE_RULE"]``) or Harper's (e.g.
+            ``["SpellCheck"]``).
         **kwargs: ``name``, ``weight``, ``normalizer``, ``shaping`` of ``Scorer``.
     """
 
     default_name = "grammar"
 
-    def __init__(self, backend: Literal["http", "local"] = "http", url: str = "http://localhost:8081/v2",
+    def __init__(self, backend: Literal["http", "local", "harper"] = "http", url: str = "http://localhost:8081/v2",
                  language: str = "en-US", correct_value: float = 0.0, error_value: float = -1.0, timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.5, max_concurrency: int = 4,
                  disabled_rules: Optional[list[str]] = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        if backend not in ("http", "local"):
-            raise ValueError(f"scorer {self.name!r}: backend must be 'http' or 'local', got {backend!r}")
+        if backend not in ("http", "local", "harper"):
+            raise ValueError(f"scorer {self.name!r}: backend must be 'http', 'local' or 'harper', got {backend!r}")
         if retries < 0 or max_concurrency < 1 or timeout <= 0:
             raise ValueError(f"scorer {self.name!r}: need retries >= 0, max_concurrency >= 1 and timeout > 0")
         self.backend, self.url, self.language = backend, url.rstrip("/"), language
@@ -126,9 +178,13 @@ class GrammarScorer(Scorer):
         self._tool = None
 
     def setup(self, device: torch.device) -> None:
-        """``http``: check that the server answers (``GET /languages``); ``local``: start LanguageTool."""
+        """``http``: check that the server answers (``GET /languages``); ``local``: start LanguageTool; ``harper``:
+        build Harper's linter (about a second)."""
         if self.backend == "http":
             self._request(f"{self.url}/languages", data=None)
+            return
+        if self.backend == "harper":
+            self._tool = start_harper(self.language, self.disabled_rules, self.name)
             return
         try:
             import language_tool_python
@@ -142,9 +198,9 @@ class GrammarScorer(Scorer):
                 f"server instead and use backend: http with url: http://HOST:PORT/v2") from err
 
     def teardown(self) -> None:
-        if self._tool is not None:
+        if self._tool is not None and self.backend == "local":
             self._tool.close()
-            self._tool = None
+        self._tool = None
 
     def _request(self, url: str, data: Optional[bytes]) -> dict | list:
         """One HTTP call with retries (``alarm_pl.retry``); the decoded JSON reply.
@@ -182,10 +238,21 @@ class GrammarScorer(Scorer):
             return []
         return [(m.offset, m.offset + m.error_length) for m in self._tool.check(text)]
 
+    def _check_harper(self, text: str) -> list[Span]:
+        """Error spans of one text from Harper (its spans are already Python string indices)."""
+        if self._tool is None:
+            raise ScorerError(f"scorer {self.name!r}: call setup() before score()")
+        if not text.strip():
+            return []
+        return [(lint.span.start, lint.span.end) for lint in self._tool.lint(text, language="plaintext")]
+
     def check(self, texts: list[str]) -> list[list[Span]]:
-        """Character spans of the grammar errors of each text (HTTP requests run in parallel)."""
+        """Character spans of the grammar errors of each text (HTTP requests run in parallel; a Harper linter is
+        not thread-safe, so Harper checks run one after the other)."""
         if self.backend == "local":
             return [self._check_local(text) for text in texts]
+        if self.backend == "harper":
+            return [self._check_harper(text) for text in texts]
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             return list(pool.map(self._check_http, texts))
 

@@ -143,12 +143,26 @@ def model_class(config, head: Head):
     return getattr(transformers, name)
 
 
+def instantiate(arch: Architecture, head: Head, device: str = "meta", dtype: Optional[torch.dtype] = None):
+    """``arch`` with ``head`` initialised by its own weight initialisation on ``device`` (``meta``: no memory).
+
+    An output embedding that the architecture declares untied (``tie_word_embeddings: false``, mT5) gets weights of
+    its own, drawn like the input embedding's: transformers ≥ 5 builds T5-family models tied and unties them only when
+    a checkpoint holds both matrices with different values, as mT5's does.
+    """
+    config = hf_config(arch)
+    with torch.device(device):
+        model = model_class(config, head).from_config(config, dtype=dtype)
+        inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+        if arch.config.get("tie_word_embeddings") is False and outputs is not None and outputs.weight is inputs.weight:
+            std = 1.0 if device == "meta" else float(inputs.weight.detach().float().std())
+            outputs.weight = torch.nn.Parameter(torch.empty_like(inputs.weight).normal_(0.0, std))
+    return model
+
+
 def parameter_count(arch: Architecture, head: Head) -> int:
     """Parameters of ``arch`` with ``head``, counted on the meta device (nothing is allocated)."""
-    config = hf_config(arch)
-    with torch.device("meta"):
-        model = model_class(config, head).from_config(config)
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in instantiate(arch, head).parameters())
 
 
 def dummy_corpus() -> list[str]:
@@ -227,8 +241,7 @@ def build_dummy_checkpoint(arch: Architecture, head: Head, out_dir: Path, seed: 
     if device == "cuda":
         torch.cuda.manual_seed_all(seed)
     dtype = getattr(torch, str(getattr(config, "dtype", None) or "float32").replace("torch.", ""))
-    with torch.device(device):
-        model = model_class(config, head).from_config(config, dtype=dtype)
+    model = instantiate(arch, head, device, dtype)
     state = None
     if arch.checkpoint_renames:
         state = {_renamed(k, arch.checkpoint_renames): v for k, v in model.state_dict().items()}

@@ -30,6 +30,10 @@ class ALaRMCLI(LightningCLI):
         parser.add_argument("--export_merged", type=bool, default=False,
                             help="PPO, with --export_dir: also write the merged full model under <export_dir>/merged "
                                  "(SFT exports are always merged).")
+        parser.add_argument("--test_after_fit", type=bool, default=False,
+                            help="After fit: run the test loop on the trained weights in the same process (the test "
+                                 "generation file and test/* metrics), as `test --ckpt_path` would on the last "
+                                 "checkpoint.")
 
 
 def build_cli(cli_class: type[LightningCLI], args: Optional[list[str]], run: bool) -> LightningCLI:
@@ -51,6 +55,8 @@ def cli_main(args: Optional[list[str]] = None, run: bool = True) -> ALaRMCLI:
         export_dir = cli.config["fit"].get("export_dir")
         if export_dir and cli.trainer.is_global_zero:
             cli.model.export(export_dir, merged=cli.config["fit"].get("export_merged", False))
+        if cli.config["fit"].get("test_after_fit"):
+            cli.trainer.test(cli.model, datamodule=cli.datamodule)
     return cli
 
 

@@ -72,11 +72,13 @@ def write_europarl(out_dir: Path, rollouts: int) -> tuple[Path, Path]:
     return es_file, en_file
 
 
-def fit_args(task: str, bits: int, rollouts: int, out_dir: Path, mt_files: tuple[Path, Path] | None = None) -> list[str]:
+def fit_args(task: str, bits: int, rollouts: int, out_dir: Path,
+             mt_files: tuple[Path, Path] | None = None) -> list[str]:
     """The CLI arguments (no subcommand) of one measured run: the paper config, its GPU overlay, the quantization,
     ``rollouts`` PPO steps with one validation at the end, evaluation on one batch, and a CSV log under ``out_dir``."""
     batch = PAPER_BATCH[task]
-    args = ["--config", str(ROOT / "configs" / f"{task}.yaml"), "--config", str(ROOT / "configs" / "smoke" / f"{task}_gpu.yaml"),
+    args = ["--config", str(ROOT / "configs" / f"{task}.yaml"),
+            "--config", str(ROOT / "configs" / "smoke" / f"{task}_gpu.yaml"),
             "--model.holistic.init_args.quantization_bits", str(bits),
             "--trainer.max_steps", str(rollouts), "--trainer.val_check_interval", str(rollouts),
             "--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(out_dir),

@@ -57,7 +57,8 @@ def test_assembled_arguments_build_the_full_size_run(task, bits, tmp_path, monke
     assert type(cli.trainer.logger).__name__ == "CSVLogger"
     names = [a.name for a in cli.model.scoring.aspect_scorers]
     if task == "mt":
-        assert names == ["grammar", "readability", "language"] and cli.model.scoring.aspect_scorers[0].backend == "harper"
+        assert names == ["grammar", "readability", "language"]
+        assert cli.model.scoring.aspect_scorers[0].backend == "harper"
     else:
         assert names == ["factuality", "relevance", "completeness"]
         assert all(a.model_name_or_path.startswith("dummy:fgrlhf-") for a in cli.model.scoring.aspect_scorers)

@@ -1,4 +1,5 @@
-"""Dummy weights: a model's real architecture with seeded random weights, built offline (vLLM's ``load_format="dummy"``).
+"""Dummy weights: a model's real architecture with seeded random weights, built offline (vLLM's
+``load_format="dummy"``).
 
 A configuration names one wherever a model path goes, as ``dummy:<architecture>``:
 

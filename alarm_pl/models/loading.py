@@ -11,7 +11,8 @@ Quantization (what works where, checked with bitsandbytes 0.50.2 / transformers 
 bitsandbytes' 8-bit (LLM.int8) and 4-bit NF4 layers load and run on CPU, slowly; 4-bit on CPU fails for layers
 narrower than the 64-element quantization block (a 32-wide toy model raises inside bitsandbytes), 64 and wider
 work. The paper's 13B reward model is meant to be quantized on a GPU, so ``quantization_config`` refuses to
-quantize without CUDA unless ``allow_cpu=True`` is passed on purpose (tests).
+quantize without CUDA unless ``allow_cpu=True`` is passed on purpose: a reward-model scorer's
+``allow_cpu_quantization: true`` (the CPU smoke overlays ``configs/smoke/*_cpu.yaml`` and tests).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def quantization_config(bits: Optional[int], allow_cpu: bool = False,
 
     Args:
         bits: 4, 8 or None (no quantization).
-        allow_cpu: quantize even without CUDA (bitsandbytes has CPU kernels, slow; for tests only).
+        allow_cpu: quantize even without CUDA (bitsandbytes has CPU kernels, slow: CPU smoke runs and tests).
         compute_dtype: the 4-bit compute dtype (bf16, as for QLoRA).
 
     Raises:
@@ -176,7 +177,9 @@ def quantization_config(bits: Optional[int], allow_cpu: bool = False,
     if not torch.cuda.is_available() and not allow_cpu:
         raise RuntimeError(
             f"{bits}-bit quantization was requested but CUDA is not available; set the quantization bits to null "
-            f"to load the model unquantized on this machine (bitsandbytes' CPU kernels are for tests only)")
+            f"to load the model unquantized on this machine, or (reward-model scorers) set "
+            f"allow_cpu_quantization: true to use bitsandbytes' (slow) CPU kernels on purpose, as "
+            f"configs/smoke/*_cpu.yaml do")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise RuntimeError(f"{bits}-bit quantization needs bitsandbytes: pip install 'bitsandbytes>=0.43'")
     from transformers import BitsAndBytesConfig

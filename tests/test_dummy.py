@@ -14,6 +14,7 @@ from alarm_pl.assets.dummy import (build_dummy_checkpoint, load_architecture, pa
                                    with_overrides)
 from alarm_pl.models.loading import resolve_model_reference
 from alarm_pl.models.reward_model import ULTRARM_KEY_MAPPING, ULTRARM_TEMPLATE, FrozenRewardModel
+from alarm_pl.rewards.holistic import RewardModelScorer
 
 KEY = "model.holistic.init_args.model_name_or_path"
 
@@ -142,3 +143,37 @@ def test_longformer_token_classifier_reads_character_offsets():
     reads = [i for i, (s, e) in enumerate(out.offsets.tolist()) if (s, e) == (marker, marker + 4)]
     assert len(reads) == 1  # the marker is one token whose character span is the marker's
     assert dummy.TOKENIZER_MAX_VOCAB >= len(rm.tokenizer)
+
+
+def test_text_level_retokenization_from_policy_to_reward_models():
+    """A T5 policy's response, decoded to text, read by a Llama reward model (template) and a Longformer token
+    classifier (character offsets), and the aspect values placed back on the policy's own tokens."""
+    from transformers import AutoTokenizer
+
+    from alarm_pl.rewards.align import decode_with_spans
+    from alarm_pl.rewards.aspects.model_aspects import TokenClassificationAspect
+    from alarm_pl.rewards.base import ScoringInput
+
+    policy_tok = AutoTokenizer.from_pretrained(resolve_model_reference("dummy:t5-large", KEY, "lm", T5_SHRINK))
+    ids = policy_tok("He won the cup in 1999. She lost, then she left.").input_ids  # ends with </s>
+    text, spans = decode_with_spans(policy_tok, ids)
+    assert text == "He won the cup in 1999. She lost, then she left." and len(spans) == len(ids)
+    mask = torch.ones(1, len(ids), dtype=torch.bool)
+    inputs = ScoringInput(["question: who won? context: wikipage: Cup text: He won."], [text], [None], [{}],
+                          torch.tensor([ids]), mask, [spans])
+    aspect = TokenClassificationAspect("dummy:fgrlhf-factuality", dummy_overrides=LONGFORMER_SHRINK)
+    aspect.setup(torch.device("cpu"))
+    score = aspect.score(inputs)
+    placed = score.placed[0].nonzero().flatten().tolist()
+    # one value per sentence, each on the policy token that ends it (the pieces carrying "1999." and "left.")
+    assert len(placed) == 2 and [text[slice(*spans[j])].endswith(".") for j in placed] == [True, True]
+    assert text[:spans[placed[0]][1]].endswith("1999.") and text[:spans[placed[1]][1]] == text
+    assert set(score.values[0, placed].tolist()) <= {0.5, -0.5} and score.values[0].count_nonzero() == 2
+
+    rm = RewardModelScorer("dummy:ultrarm-13b", dummy_overrides=LLAMA_SHRINK, key_mapping=ULTRARM_KEY_MAPPING)
+    rm.setup(torch.device("cpu"))
+    formatted, start = rm.model.format(inputs.prompts, inputs.responses)[0]
+    assert formatted[start:] == text and formatted.startswith("Human: question: who won?")
+    holistic = rm.score(inputs)
+    assert holistic.placed[0].tolist() == [False] * (len(ids) - 1) + [True]  # on the policy's last token (</s>)
+    assert float(holistic.values[0, -1]) == pytest.approx(float(rm.model.score_texts([formatted])[0]), abs=1e-6)

@@ -84,7 +84,8 @@ def fit_args(task: str, bits: int, rollouts: int, out_dir: Path,
             "--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(out_dir),
             "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
             "--trainer.logger.init_args.save_dir", str(out_dir), "--trainer.logger.init_args.name", "logs",
-            "--data.init_args.batch_size", str(batch), "--data.init_args.max_eval_prompts", str(batch)]
+            "--data.init_args.batch_size", str(batch), "--data.init_args.max_eval_prompts", str(batch),
+            "--data.init_args.max_test_prompts", str(batch)]
     if task == "mt":
         if mt_files is None:
             raise ValueError("fit_args: the MT run needs the Europarl-format files (write_europarl)")

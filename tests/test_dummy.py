@@ -161,7 +161,9 @@ def test_text_level_retokenization_from_policy_to_reward_models():
     mask = torch.ones(1, len(ids), dtype=torch.bool)
     inputs = ScoringInput(["question: who won? context: wikipage: Cup text: He won."], [text], [None], [{}],
                           torch.tensor([ids]), mask, [spans])
-    aspect = TokenClassificationAspect("dummy:fgrlhf-factuality", dummy_overrides=LONGFORMER_SHRINK)
+    # FineGrainedRLHF's factuality scheme [F-ERR, Ignore, O], checked against the dummy's id2label at setup
+    aspect = TokenClassificationAspect("dummy:fgrlhf-factuality", dummy_overrides=LONGFORMER_SHRINK, positive_label=2,
+                                       negative_label=0, ignore_labels=[1], marker="</s>")
     aspect.setup(torch.device("cpu"))
     score = aspect.score(inputs)
     placed = score.placed[0].nonzero().flatten().tolist()

@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer, LlamaTokenizer, RobertaTokenizer, T5Tokenizer
 
 from alarm_pl.assets.dummy import dummy_corpus
-from alarm_pl.assets.tokenizer_builders import train_llama_tokenizer, train_roberta_tokenizer, train_t5_tokenizer
+from alarm_pl.assets.tokenizer_builders import train_llama_tokenizer, train_roberta_bpe, train_t5_tokenizer
 
 TEXT = "The señor paid 20 € — a café 😀 ﬁn."
 
@@ -28,7 +28,7 @@ def llama(texts):
 
 @pytest.fixture(scope="module")
 def roberta(texts):
-    return train_roberta_tokenizer(texts, vocab_size=1000, add_prefix_space=True)
+    return train_roberta_bpe(texts, vocab_size=1000, add_prefix_space=True)
 
 
 def test_t5_ids_sentinels_eos_and_unknown_characters(t5, texts):
@@ -98,4 +98,4 @@ def test_family_builders_reject_tiny_vocabularies(texts):
     with pytest.raises(ValueError, match="must exceed 259"):
         train_llama_tokenizer(texts, vocab_size=200)
     with pytest.raises(ValueError, match="must exceed 260"):
-        train_roberta_tokenizer(texts, vocab_size=200)
+        train_roberta_bpe(texts, vocab_size=200)

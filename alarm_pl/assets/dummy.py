@@ -45,7 +45,7 @@ TOKENIZER_MAX_VOCAB = 8000
 """Largest dummy tokenizer: the shipped texts (~0.5 MB) support a few thousand pieces; larger model vocabularies
 keep their size and leave the rows above the tokenizer unused, as T5's 32,128 rows do over its 32,100 tokens."""
 SHARD_SIZE = "5GB"
-_VERSION = 1
+_VERSION = 2  # 2: RoBERTa-family merges learnt with the saved add_prefix_space
 Head = Literal["lm", "sequence", "token"]
 _FAMILIES = {"t5": ("t5", 100), "mt5": ("t5", 0), "llama": ("llama", 0), "roberta": ("roberta", 0),
              "longformer": ("roberta", 0)}

@@ -293,7 +293,7 @@ def train_roberta_bpe(texts: Sequence[str], vocab_size: int = 1000, add_prefix_s
         raise ValueError(f"train_roberta_bpe: vocab_size must exceed {len(ROBERTA_SPECIALS) + N_BYTES} "
                          f"(4 specials and 256 byte symbols, plus <mask>), got {vocab_size}")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)  # merges for the words it sees
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - 1, special_tokens=list(ROBERTA_SPECIALS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(kept, trainer=trainer)

@@ -75,8 +75,10 @@ def test_config_path_reference_builds_the_family_tokenizer(tmp_path):
 
 def test_weights_are_seeded_by_content(tmp_path):
     arch = with_overrides(load_architecture("fgrlhf-completeness", KEY), {**LONGFORMER_SHRINK, "vocab_size": 600}, KEY)
+    before = torch.get_rng_state()
     for run in ("a", "b"):
         build_dummy_checkpoint(arch, "sequence", tmp_path / run, seed=7)
+    assert torch.equal(torch.get_rng_state(), before)  # a cold build leaves the run's random stream untouched
     build_dummy_checkpoint(arch, "sequence", tmp_path / "c", seed=8)
     tensors = {}
     for run in "abc":

@@ -35,6 +35,7 @@ from typing import Any, Literal, Mapping, Optional
 import torch
 
 from alarm_pl.assets.cache import build_once, cache_dir
+from alarm_pl.assets.tiny import preserved_rng_states
 
 DUMMY_SCHEME = "dummy:"
 ARCHITECTURES_DIR = Path(__file__).parent / "architectures"
@@ -228,7 +229,8 @@ def ensure_dummy_checkpoint(reference: str, what: str, head: Head = "lm",
 
 
 def build_dummy_checkpoint(arch: Architecture, head: Head, out_dir: Path, seed: int, device: str = "cpu") -> None:
-    """Initialise ``arch`` with its own weight initialisation (seeded) on ``device`` and save it with its tokenizer.
+    """Initialise ``arch`` with its own weight initialisation (seeded; the caller's random states are restored) on
+    ``device`` and save it with its tokenizer.
 
     Raises:
         ValueError: the family tokenizer has more ids than the model's vocabulary.
@@ -238,11 +240,12 @@ def build_dummy_checkpoint(arch: Architecture, head: Head, out_dir: Path, seed: 
     if len(tokenizer) > config.vocab_size:
         raise ValueError(f"dummy {arch.name}: vocab_size {config.vocab_size} is smaller than the {len(tokenizer)} ids "
                          f"of its {arch.tokenizer['family']} tokenizer; raise vocab_size in dummy_overrides")
-    torch.manual_seed(seed)
-    if device == "cuda":
-        torch.cuda.manual_seed_all(seed)
     dtype = getattr(torch, str(getattr(config, "dtype", None) or "float32").replace("torch.", ""))
-    model = instantiate(arch, head, device, dtype)
+    with preserved_rng_states():  # a run that builds the checkpoint draws the same random numbers as one that finds it
+        torch.manual_seed(seed)
+        if device == "cuda":
+            torch.cuda.manual_seed_all(seed)
+        model = instantiate(arch, head, device, dtype)
     state = None
     if arch.checkpoint_renames:
         state = {_renamed(k, arch.checkpoint_renames): v for k, v in model.state_dict().items()}

@@ -35,8 +35,8 @@ def test_command_prints_a_parsable_snippet_per_scorer(capsys, monkeypatch):
     out = capsys.readouterr().out
     blocks = [block for block in out.split("\n\n") if block.strip()]
     names = [block.splitlines()[0].split(":")[0].lstrip("# ") for block in blocks]
-    # the holistic scorer (chrF) and the four aspect candidates of tiny_mt.yaml, in the pipeline's order
-    assert names == ["chrf", "spelling", "readability", "language", "length"]
+    # the holistic scorer (chrF) and the five aspect candidates of tiny_mt.yaml, in the pipeline's order
+    assert names == ["chrf", "spelling", "readability", "language", "length", "grammar"]
     calibrated = [block for block in blocks if "not calibrated" not in block]  # e.g. equal lengths everywhere
     assert calibrated[0] is blocks[0] and len(calibrated) >= 3
     for block in calibrated:

@@ -133,6 +133,11 @@ class PPOConfig:
     kl_stop_factor: float = 1.5
     """The early stop's margin over ``target_kl`` (paper: 1.5, the factor of trl 0.5's ``PPOTrainer._early_stop``,
     which the authors' fork keeps)."""
+    critic_warmup_rollouts: int = 0
+    """Rollouts at the start of training during which only the value head learns and the policy does not move
+    (OpenRLHF's ``freezing_actor_steps``, verl's ``critic_warmup``). An untrained value head makes every advantage
+    roughly the whole reward, so the first updates push the policy by noise rather than by how a response compares
+    with what the policy usually earns. 0 disables (the paper has no warm-up)."""
     max_grad_norm: Optional[float] = 1.0
     """Gradient clipping by norm (null: none; trl 0.5's default, which the paper's runs used)."""
     kl_estimator: Literal["k1", "k3"] = "k1"
@@ -143,6 +148,8 @@ class PPOConfig:
             raise ValueError("model.ppo: ppo_epochs, num_minibatches and gradient_accumulation_steps must be >= 1")
         if self.kl_stop_factor <= 0:
             raise ValueError(f"model.ppo.kl_stop_factor must be > 0, got {self.kl_stop_factor}")
+        if self.critic_warmup_rollouts < 0:
+            raise ValueError(f"model.ppo.critic_warmup_rollouts must be >= 0, got {self.critic_warmup_rollouts}")
 
 
 @dataclass

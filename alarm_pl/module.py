@@ -63,6 +63,10 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         lr_scheduler: optional scheduler, stepped once per rollout.
         max_prompt_length: prompts are truncated to this many tokens (paper QA: 1024).
         generations_dir: where validation/test generation files go (default: the logger's directory).
+        evaluate_baseline: every test run, and the first validation of a run, also decode the split with the
+            starting policy (the reference: adapter disabled) and log ``<stage>/baseline/*`` beside ``<stage>/*``
+            (and write its generation file), so that a run shows whether training helped. Costs one more decoding
+            pass over the split.
     """
 
     def __init__(self, holistic: Scorer, aspects: Optional[list[Scorer]] = None, policy: PolicyConfig = PolicyConfig(),
@@ -70,7 +74,7 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
                  selection: SelectionConfig = SelectionConfig(), ppo: PPOConfig = PPOConfig(),
                  kl_controller: Optional[KLController] = None, optimizer: OptimizerCallable = torch.optim.AdamW,
                  lr_scheduler: Optional[LRSchedulerCallable] = None, max_prompt_length: Optional[int] = 512,
-                 generations_dir: Optional[str] = None) -> None:
+                 generations_dir: Optional[str] = None, evaluate_baseline: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["holistic", "aspects", "kl_controller", "optimizer", "lr_scheduler"])
         self.automatic_optimization = False
@@ -82,6 +86,9 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.max_prompt_length = max_prompt_length
         self.eval_collector = EvalCollector(generations_dir)
+        self.evaluate_baseline = evaluate_baseline
+        self.baseline_collector = EvalCollector(generations_dir)
+        self._val_baseline_done = False
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str) -> None:
@@ -131,7 +138,7 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         times = {}
         start = time.perf_counter()
         query_ids, query_mask = self.policy.tokenize_prompts(batch.prompts, self.max_prompt_length, self.device)
-        self.policy.eval()
+        self.policy.no_dropout()
         generated = self.policy.generate(query_ids, query_mask, self.generation_config, self.generation_config.do_sample)
         response_ids, response_mask = generated
         times["time/generate"] = time.perf_counter() - start
@@ -203,7 +210,7 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         batch = rollout.batch_size
         minibatch = math.ceil(batch / cfg.num_minibatches)
         history: list[dict[str, Tensor]] = []
-        self.policy.train()
+        self.policy.no_dropout()  # the same mode as the rollout's passes: the ratio starts at exactly 1
         for epoch in range(cfg.ppo_epochs):
             epoch_stats = []
             order = torch.randperm(batch, device=self.device).split(minibatch)
@@ -223,15 +230,22 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
     def _minibatch_backward(self, rollout: Rollout, advantages: Tensor, returns: Tensor, idx: Tensor) -> dict[str, Tensor]:
         cfg = self.ppo_config
         mask = rollout.response_mask[idx]
-        out = self.policy(rollout.query_ids[idx], rollout.query_mask[idx], rollout.response_ids[idx], mask)
+        critic_only = self.critic_warming_up
+        out = self.policy(rollout.query_ids[idx], rollout.query_mask[idx], rollout.response_ids[idx], mask,
+                          trunk_grad=not critic_only)
         pg_loss, pg_stats = F.policy_loss(out.logprobs, rollout.old_logprobs[idx], advantages[idx], mask, cfg.clip_range)
         vf_loss, vf_stats = F.value_loss(out.values, rollout.values[idx], returns[idx], mask, cfg.value_clip_range)
         entropy = F.masked_mean(out.entropy, mask)
-        loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
+        loss = cfg.vf_coef * vf_loss if critic_only else pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
         self.manual_backward(loss / cfg.gradient_accumulation_steps)
         stats = {"loss/policy": pg_loss, "loss/value": vf_loss, "entropy": entropy, **pg_stats._asdict(),
                  **vf_stats._asdict()}
         return {k: v.detach().float() for k, v in stats.items()}
+
+    @property
+    def critic_warming_up(self) -> bool:
+        """Whether this rollout trains the value head alone (``ppo.critic_warmup_rollouts``; resumes count on)."""
+        return self.global_step < self.ppo_config.critic_warmup_rollouts
 
     def _should_stop(self, epoch_stats: list[dict[str, Tensor]]) -> bool:
         """Early stop of the PPO epochs when the ``ppo.early_stop`` KL (averaged over processes) exceeds
@@ -295,13 +309,26 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         self._evaluation_step(batch, "test")
 
     def _evaluation_step(self, batch: PromptBatch, stage: str) -> None:
+        self._evaluate(batch, stage, self.eval_collector)
+        if self._baseline_due(stage):
+            with self.policy.starting_policy():
+                self._evaluate(batch, f"{stage}/baseline", self.baseline_collector)
+
+    def _evaluate(self, batch: PromptBatch, prefix: str, collector: EvalCollector) -> None:
         inputs, scored = self.generate_and_score(batch, self.generation_config.eval_do_sample)
-        self.eval_collector.add(batch, inputs, scored, self.scoring.holistic_scorer.name, self.scoring.aspect_names)
+        collector.add(batch, inputs, scored, self.scoring.holistic_scorer.name, self.scoring.aspect_names)
         size = len(batch)
-        self.log(f"{stage}/holistic", scored.holistic.mean(), sync_dist=True, batch_size=size)
+        self.log(f"{prefix}/holistic", scored.holistic.mean(), sync_dist=True, batch_size=size)
         for name in self.scoring.aspect_names:
-            self.log(f"{stage}/aspect/{name}", scored.scores[name].metric.float().mean(), sync_dist=True, batch_size=size)
-        self.log(f"{stage}/response_length", inputs.lengths.float().mean(), sync_dist=True, batch_size=size)
+            self.log(f"{prefix}/aspect/{name}", scored.scores[name].metric.float().mean(), sync_dist=True,
+                     batch_size=size)
+        self.log(f"{prefix}/response_length", inputs.lengths.float().mean(), sync_dist=True, batch_size=size)
+
+    def _baseline_due(self, stage: str) -> bool:
+        """The starting policy is evaluated on every test run and on the first validation of a run."""
+        if not self.evaluate_baseline or self.trainer.sanity_checking:
+            return False
+        return stage == "test" or not self._val_baseline_done
 
     def run_identity(self, stage: str) -> dict:
         """The ``run`` field of this run's generation records: the configuration's hash (hyper-parameters and
@@ -309,6 +336,26 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         scorers = [repr(s) for s in [self.scoring.holistic_scorer, *self.scoring.aspect_scorers]]
         return run_identity(jsonable({**self.hparams, "scorers": scorers}), self.trainer.ckpt_path,
                             jsonable(asdict(self.generation_config)), self.trainer.global_step, stage=stage)
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        self.baseline_collector.reset()
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self.baseline_collector.reset()
+
+    def finish_evaluation(self, stage: str) -> None:
+        """The trained policy's generation file and corpus metrics, then the starting policy's when it was evaluated
+        (``<stage>-baseline-stepNNNNNN.jsonl``, ``<stage>/baseline/*``)."""
+        baseline = self._baseline_due(stage)
+        super().finish_evaluation(stage)
+        if not baseline:
+            return
+        run = {**self.run_identity(stage), "policy": "starting"}
+        for key, value in self.baseline_collector.finish(self.generation_file(stage, "baseline"), run).items():
+            self.log(f"{stage}/baseline/{key}", value, rank_zero_only=True)
+        self._val_baseline_done = self._val_baseline_done or stage == "val"
 
     # ------------------------------------------------------------------ checkpoints and export
     def on_save_checkpoint(self, checkpoint: dict) -> None:

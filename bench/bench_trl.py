@@ -113,10 +113,10 @@ def prompt_datasets(tokenizer, num_train: int = 2048, num_eval: int = 16):
 
     from alarm_pl.data.tiny_mt import records
 
-    def encode(n: int, seed: int) -> Dataset:
-        return Dataset.from_dict({"input_ids": [tokenizer(r["prompt"])["input_ids"] for r in records(n, seed)]})
+    def encode(n: int, pool: str) -> Dataset:
+        return Dataset.from_dict({"input_ids": [tokenizer(r["prompt"])["input_ids"] for r in records(n, pool)]})
 
-    return encode(num_train, 0), encode(num_eval, 1)
+    return encode(num_train, "rl"), encode(num_eval, "val")
 
 
 def build_trainer(rollouts: int, out_dir: str, clock: PhaseClock, seed: int):

@@ -8,7 +8,7 @@ from alarm_pl.data.prompts import DataFormatError, PromptDataModule, TinyMTDataM
 from alarm_pl.data.europarl import datasets_splits, split_indices, text_file_splits
 from alarm_pl.data.tasks import EuroparlMTDataModule, QAFeedbackDataModule
 from alarm_pl.models.loading import HubUnavailableError
-from alarm_pl.data.tiny_mt import sentence_pairs
+from alarm_pl.data.tiny_mt import pool_of, sentence_pairs, unique_pairs
 
 
 def _write(path, lines):
@@ -46,15 +46,38 @@ def test_missing_file_and_unset_split(tmp_path):
         PromptDataModule(train_file="x").load_split("test")
 
 
-def test_tiny_task_is_deterministic_and_splits_differ():
+def test_tiny_task_is_deterministic_and_its_pools_never_share_a_sentence():
     assert sentence_pairs(20, seed=3) == sentence_pairs(20, seed=3)
-    dm = TinyMTDataModule(num_train=50, num_val=10, num_test=10, seed=0)
-    train, val = dm.load_split("train"), dm.load_split("val")
-    assert len(train) == 50 and len(val) == 10
-    assert {r.prompt for r in val} - {r.prompt for r in train}  # not the same prompts
-    assert all(r.prompt.startswith("translate Spanish to English: ") and r.reference for r in train)
+    dm = TinyMTDataModule(num_train=300, num_val=100, num_test=100, seed=0)
+    splits = {split: dm.load_split(split) for split in ("train", "val", "test")}
+    sft = TinyMTDataModule(num_train=300, train_pool="sft").load_split("train")
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [300, 100, 100]
+    prompts = [{r.prompt for r in records} for records in (*splits.values(), sft)]
+    assert sum(len(p) for p in prompts) == len(set().union(*prompts)) == 800  # pools are disjoint
+    assert all(pool_of(r.metadata["source"]) == "rl" for r in splits["train"])
+    assert all(r.prompt.startswith("translate Spanish to English: ") and r.reference for r in splits["train"])
+    assert TinyMTDataModule(num_train=300, seed=0).load_split("train") == splits["train"]  # deterministic
+    assert TinyMTDataModule(num_train=300, seed=1).load_split("train") != splits["train"]
     test = TinyMTDataModule(num_test=600).load_split("test")
     assert len({r.prompt for r in test}) == 600  # distinct: evaluation matches systems by prompt
+
+
+def test_tiny_task_grammar():
+    """Agreement, adjective order, a/an and do-support are what the small policy must learn."""
+    pairs = dict(sentence_pairs(3000, seed=0))
+    assert pairs["¿Qué come el perro?"] == "What does the dog eat?"
+    negated = [(es, en) for es, en in pairs.items() if " no " in es]
+    assert negated and all((" do not " in en) != (" does not " in en) for _, en in negated)
+    assert any(" an " in en for en in pairs.values()) and not any(" a apple" in en for en in pairs.values())
+    plural_indefinite = [en for es, en in pairs.items() if es.startswith(("Unos ", "Unas "))]
+    assert plural_indefinite and all(en.startswith("Some ") for en in plural_indefinite)
+
+
+def test_tiny_task_refuses_what_it_cannot_draw():
+    with pytest.raises(ValueError, match="unknown tiny_mt pool 'train'"):
+        unique_pairs(3, "train")
+    with pytest.raises(ValueError, match="found only"):
+        unique_pairs(50, "test", max_draws_per_pair=1)
 
 
 def _europarl_dataset(n: int):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset, RandomSampler
@@ -166,24 +166,30 @@ class PromptDataModule(pl.LightningDataModule):
 class TinyMTDataModule(PromptDataModule):
     """The project's own tiny Spanish→English task (``alarm_pl.data.tiny_mt``), generated in memory.
 
+    Every sentence belongs to one pool (``sft``, ``rl``, ``val``, ``test``) fixed by its text, so the splits never
+    share a prompt and the supervised stage never sees PPO's prompts.
+
     Args:
         num_train: training prompts.
         num_val: validation prompts.
         num_test: test prompts.
-        seed: data seed (splits use seed, seed+1, seed+2).
-        batch_size: prompts per rollout per process.
+        train_pool: the pool of the training split: ``rl`` for PPO, ``sft`` for supervised fine-tuning.
+        seed: data seed (which sentences of each pool are drawn, and in which order).
+        batch_size: prompts per rollout (or SFT examples per step) per process.
         eval_batch_size: prompts per validation/test batch.
         group_by_length: training batches of examples of similar length (SFT).
     """
 
-    def __init__(self, num_train: int = 2048, num_val: int = 32, num_test: int = 64, seed: int = 0,
-                 batch_size: int = 16, eval_batch_size: Optional[int] = None, group_by_length: bool = False) -> None:
+    def __init__(self, num_train: int = 2048, num_val: int = 32, num_test: int = 64,
+                 train_pool: Literal["rl", "sft"] = "rl", seed: int = 0, batch_size: int = 16,
+                 eval_batch_size: Optional[int] = None, group_by_length: bool = False) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, group_by_length=group_by_length)
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self.pools = {"train": train_pool, "val": "val", "test": "test"}
         self.seed = seed
 
     def load_split(self, split: str) -> list[PromptRecord]:
         from alarm_pl.data.tiny_mt import records
 
-        offset = {"train": 0, "val": 1, "test": 2}[split]
-        return [parse_record(r, f"tiny_mt[{split}]") for r in records(self.sizes[split], self.seed + offset)]
+        pool = self.pools[split]
+        return [parse_record(r, f"tiny_mt[{pool}]") for r in records(self.sizes[split], pool, self.seed)]

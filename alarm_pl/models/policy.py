@@ -140,14 +140,37 @@ class Policy(nn.Module):
                           target_modules=cfg.lora_target_modules)
         return get_peft_model(model, lora)
 
+    def no_dropout(self) -> None:
+        """Put the policy in the mode of every pass of a rollout and of its PPO epochs: no dropout anywhere.
+
+        T5/mT5 checkpoints ship ``dropout_rate: 0.1`` and LoRA has its own dropout; with dropout on in the updates
+        but off when the rollout's log-probs were taken, the PPO ratio is not 1 before the first update and the KL
+        early stop fires on noise (the authors' policy stays in eval mode; TRL and OpenRLHF switch dropout off).
+        Eval mode switches off every kind (``nn.Dropout`` modules and functional attention dropout alike). Gradients
+        still flow. Layers that checkpoint activations keep their own training flag, because transformers
+        recomputes activations only in training mode; they hold no dropout themselves (their children stay in eval
+        mode).
+        """
+        self.eval()
+        if self.config.gradient_checkpointing:
+            for module in self.modules():
+                if getattr(module, "gradient_checkpointing", False) is True:
+                    module.training = True
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The adapter (or the whole model when ``lora_r == 0``) and the value head."""
         return [p for p in self.parameters() if p.requires_grad]
 
     # ------------------------------------------------------------------ forward
-    def forward(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor) -> PolicyOutput:
-        """Log-probs, values and entropy of the given responses, each (B, T), exactly 0 on padding."""
-        logits, hidden = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask)
+    def forward(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor,
+                trunk_grad: bool = True) -> PolicyOutput:
+        """Log-probs, values and entropy of the given responses, each (B, T), exactly 0 on padding.
+
+        ``trunk_grad=False`` runs the language model without autograd, so that a loss on the values trains the value
+        head alone (the critic warm-up: the policy does not move).
+        """
+        with torch.set_grad_enabled(trunk_grad and torch.is_grad_enabled()):
+            logits, hidden = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask)
         mask = response_mask.bool()
         logprobs = logprobs_from_logits(logits, response_ids) * mask
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1) * mask  # (B, T)
@@ -198,6 +221,21 @@ class Policy(nn.Module):
         else:
             with self.model.disable_adapter():
                 yield
+
+    @contextlib.contextmanager
+    def starting_policy(self) -> Iterator[None]:
+        """Inside this context generation and forward passes use the policy training started from (the reference
+        policy): the adapter disabled, its frozen starting copy, or, for full fine-tuning, the frozen copy of the
+        starting weights."""
+        if self.reference_model is None:
+            with self.reference_mode():
+                yield
+            return
+        trained, self.model = self.model, self.reference_model
+        try:
+            yield
+        finally:
+            self.model = trained
 
     @torch.no_grad()
     def reference_logprobs(self, query_ids, query_mask, response_ids, response_mask) -> Tensor:

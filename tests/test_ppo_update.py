@@ -1,0 +1,105 @@
+"""The PPO update on a policy shaped like the real ones: T5 checkpoints ship dropout 0.1 and LoRA has its own.
+
+Every pass of a rollout and of its PPO epochs runs without dropout, so before the first update the ratio is exactly 1:
+with a learning rate of 0 nothing may ever look like a policy change (approx_kl and clipfrac exactly 0, no KL early
+stop). The critic warm-up trains the value head alone: the policy's weights do not move.
+"""
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig, SelectionConfig
+from alarm_pl.data.prompts import TinyMTDataModule
+from alarm_pl.module import ALaRMModule
+from alarm_pl.ppo.kl import FixedKLController
+from tests.helpers import KeywordScorer
+
+
+@pytest.fixture(scope="module")
+def dropout_policy(tmp_path_factory):
+    """tiny:mt-seq2seq re-saved with T5's real dropout_rate of 0.1."""
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    from alarm_pl.assets.tiny import ensure_tiny_asset
+
+    source = ensure_tiny_asset("mt-seq2seq")
+    target = tmp_path_factory.mktemp("t5-dropout")
+    T5ForConditionalGeneration.from_pretrained(source, dropout_rate=0.1).save_pretrained(target)
+    AutoTokenizer.from_pretrained(source).save_pretrained(target)
+    return str(target)
+
+
+def _module(path, lr, gradient_checkpointing=False, critic_warmup_rollouts=0):
+    return ALaRMModule(
+        holistic=KeywordScorer(["the"]),
+        policy=PolicyConfig(model_name_or_path=path, lora_r=8, lora_alpha=16, lora_dropout=0.1,
+                            lora_target_modules=["q", "v"], gradient_checkpointing=gradient_checkpointing),
+        generation=GenerationConfig(max_new_tokens=12),
+        reward=RewardConfig(strategy="holistic_only", holistic_weight=3.0),
+        selection=SelectionConfig(mode="fixed", aspects=[]),
+        ppo=PPOConfig(ppo_epochs=4, num_minibatches=2, target_kl=0.1, critic_warmup_rollouts=critic_warmup_rollouts),
+        kl_controller=FixedKLController(0.05),
+        optimizer=lambda params: torch.optim.SGD(params, lr=lr),
+    )
+
+
+def _fit(module, rollouts):
+    pl.seed_everything(0)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=rollouts, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, TinyMTDataModule(num_train=8 * rollouts, batch_size=8, seed=5))
+
+
+def test_the_policy_really_has_dropout(dropout_policy):
+    """Guards the test below: in training mode two passes differ, so a ratio of exactly 1 is not a given."""
+    module = _module(dropout_policy, lr=0.0)
+    module.policy.load()
+    query, query_mask = module.policy.tokenize_prompts(["translate Spanish to English: El perro come pan."], 32,
+                                                       torch.device("cpu"))
+    response, response_mask = torch.tensor([[5, 6, 7, 1]]), torch.ones(1, 4, dtype=torch.bool)
+    module.policy.train()
+    first = module.policy(query, query_mask, response, response_mask).logprobs
+    second = module.policy(query, query_mask, response, response_mask).logprobs
+    assert not torch.equal(first, second)
+    module.policy.no_dropout()
+    first = module.policy(query, query_mask, response, response_mask).logprobs
+    assert torch.equal(first, module.policy(query, query_mask, response, response_mask).logprobs)
+
+
+@pytest.mark.parametrize("gradient_checkpointing", [False, True])
+def test_ratio_is_exactly_one_without_an_update(dropout_policy, monkeypatch, gradient_checkpointing):
+    module = _module(dropout_policy, lr=0.0, gradient_checkpointing=gradient_checkpointing)
+    minibatches, summaries, checkpointed = [], [], []
+    backward = ALaRMModule._minibatch_backward
+
+    def recording_backward(self, *args):
+        stats = backward(self, *args)
+        minibatches.append(stats)
+        return stats
+
+    monkeypatch.setattr(ALaRMModule, "_minibatch_backward", recording_backward)
+    monkeypatch.setattr(ALaRMModule, "_log_rollout", lambda self, rollout, stats: summaries.append(stats))
+    if gradient_checkpointing:  # count the layers that really recompute, so the flag is shown to take effect
+        import torch.utils.checkpoint as checkpoint
+
+        original = checkpoint.checkpoint
+        monkeypatch.setattr(checkpoint, "checkpoint", lambda *a, **k: checkpointed.append(1) or original(*a, **k))
+    _fit(module, rollouts=2)
+    assert len(minibatches) == 2 * 4 * 2  # every epoch ran: the KL early stop never fired
+    assert all(float(s["approx_kl"]) == 0.0 and float(s["clipfrac"]) == 0.0 for s in minibatches)
+    assert all(float(s["ratio_mean"]) == 1.0 for s in minibatches)
+    assert [s["ppo_epochs_run"] for s in summaries] == [4.0, 4.0]
+    assert bool(checkpointed) == gradient_checkpointing
+
+
+def test_critic_warmup_moves_the_value_head_only(dropout_policy):
+    module = _module(dropout_policy, lr=0.5, critic_warmup_rollouts=2)
+    module.policy.load()
+    adapter = {n: p.detach().clone() for n, p in module.policy.model.named_parameters() if p.requires_grad}
+    head = module.policy.value_head.weight.detach().clone()
+    _fit(module, rollouts=2)
+    assert all(torch.equal(p, adapter[n]) for n, p in module.policy.model.named_parameters() if p.requires_grad)
+    assert not torch.equal(module.policy.value_head.weight, head)
+    _fit(module, rollouts=3)  # the third rollout updates the policy as well
+    assert any(not torch.equal(p, adapter[n]) for n, p in module.policy.model.named_parameters() if p.requires_grad)

@@ -108,8 +108,9 @@ class PPOConfig:
     """Minibatches accumulated per optimizer step (the optimizer steps ppo_epochs·num_minibatches/this per rollout)."""
     clip_range: float = 0.2
     """ε of the clipped surrogate."""
-    value_clip_range: float = 0.2
-    """Clip of the value update around the old values."""
+    value_clip_range: Optional[float] = 0.2
+    """Clip of the value update around the old values, in reward units (paper/trl: 0.2); null: no clip. With
+    returns of several units the clip lets the critic move only this much per rollout (see ``value_loss``)."""
     vf_coef: float = 0.1
     """Weight of the value loss."""
     entropy_coef: float = 0.0

@@ -201,7 +201,9 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         if self.lr_schedulers() is not None:
             self.lr_schedulers().step()
         stats.update({"kl": float(mean_kl), "kl_coef": beta,
-                      "explained_variance": float(F.explained_variance(rollout.values, returns, mask))})
+                      "explained_variance": float(F.explained_variance(rollout.values, returns, mask)),
+                      "value_mean": float(F.masked_mean(rollout.values, mask)),
+                      "return_mean": float(F.masked_mean(returns, mask))})
         return stats
 
     def _ppo_epochs(self, rollout: Rollout, advantages: Tensor, returns: Tensor) -> dict[str, float]:

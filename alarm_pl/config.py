@@ -39,6 +39,10 @@ class PolicyConfig:
     """4 or 8: load the base model through bitsandbytes (QLoRA). ``None`` keeps full precision."""
     dtype: str = "float32"
     """Base model dtype: float32, bfloat16, float16 or auto."""
+    value_head_detached: bool = False
+    """Feed the value head the trunk's hidden state detached from autograd: the value loss then trains the value head
+    alone and learning the critic never moves the policy. False shares the trunk (the value loss, × ``ppo.vf_coef``,
+    also trains the adapter), as trl's value head did in the paper's runs."""
     gradient_checkpointing: bool = False
     """Trade compute for memory in the policy forward."""
 

@@ -11,6 +11,7 @@ import torch
 
 from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig, SelectionConfig
 from alarm_pl.data.prompts import TinyMTDataModule
+from alarm_pl.models.policy import disable_dropout
 from alarm_pl.module import ALaRMModule
 from alarm_pl.ppo.kl import FixedKLController
 from tests.helpers import KeywordScorer
@@ -51,20 +52,55 @@ def _fit(module, rollouts):
     trainer.fit(module, TinyMTDataModule(num_train=8 * rollouts, batch_size=8, seed=5))
 
 
-def test_the_policy_really_has_dropout(dropout_policy):
-    """Guards the test below: in training mode two passes differ, so a ratio of exactly 1 is not a given."""
+def test_the_checkpoint_has_dropout_and_the_ppo_policy_has_none(dropout_policy):
+    """Guards the test below: the checkpoint's own model differs between two passes in training mode, so a ratio
+    of exactly 1 is not a given; the PPO policy built from it does not, in training mode as in eval mode."""
+    from transformers import T5ForConditionalGeneration
+
     module = _module(dropout_policy, lr=0.0)
     module.policy.load()
     query, query_mask = module.policy.tokenize_prompts(["translate Spanish to English: El perro come pan."], 32,
                                                        torch.device("cpu"))
     response, response_mask = torch.tensor([[5, 6, 7, 1]]), torch.ones(1, 4, dtype=torch.bool)
+    raw = T5ForConditionalGeneration.from_pretrained(dropout_policy).train()
+    decoder_in = torch.tensor([[0, 5, 6, 7]])
+    assert not torch.equal(raw(input_ids=query, decoder_input_ids=decoder_in).logits,
+                           raw(input_ids=query, decoder_input_ids=decoder_in).logits)
     module.policy.train()
     first = module.policy(query, query_mask, response, response_mask).logprobs
-    second = module.policy(query, query_mask, response, response_mask).logprobs
-    assert not torch.equal(first, second)
-    module.policy.no_dropout()
-    first = module.policy(query, query_mask, response, response_mask).logprobs
     assert torch.equal(first, module.policy(query, query_mask, response, response_mask).logprobs)
+
+
+def _tiny(config_class, model_class, **kwargs):
+    torch.manual_seed(0)
+    return model_class(config_class(vocab_size=64, **kwargs)).train()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "bart", "t5"])
+def test_disable_dropout_covers_module_and_functional_dropout(family):
+    """Every family's dropout — ``nn.Dropout`` modules and the floats handed to functional dropout — is 0."""
+    from transformers import (BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel, LlamaConfig,
+                              LlamaForCausalLM, T5Config, T5ForConditionalGeneration)
+
+    models = {
+        "gpt2": lambda: _tiny(GPT2Config, GPT2LMHeadModel, n_embd=16, n_layer=1, n_head=2, resid_pdrop=0.3,
+                              embd_pdrop=0.3, attn_pdrop=0.3),
+        "llama": lambda: _tiny(LlamaConfig, LlamaForCausalLM, hidden_size=16, intermediate_size=32,
+                               num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                               attention_dropout=0.3),
+        "bart": lambda: _tiny(BartConfig, BartForConditionalGeneration, d_model=16, encoder_layers=1,
+                              decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                              encoder_ffn_dim=32, decoder_ffn_dim=32, dropout=0.3, attention_dropout=0.3,
+                              activation_dropout=0.3),
+        "t5": lambda: _tiny(T5Config, T5ForConditionalGeneration, d_model=16, d_ff=32, d_kv=8, num_layers=1,
+                            num_heads=2, dropout_rate=0.3),
+    }
+    model = models[family]()
+    ids = torch.tensor([[3, 4, 5, 6, 7, 8]])
+    inputs = {"input_ids": ids, "decoder_input_ids": ids} if family in ("bart", "t5") else {"input_ids": ids}
+    assert not torch.equal(model(**inputs).logits, model(**inputs).logits)  # dropout is really there
+    disable_dropout(model)
+    assert torch.equal(model(**inputs).logits, model(**inputs).logits)
 
 
 @pytest.mark.parametrize("gradient_checkpointing", [False, True])
@@ -87,8 +123,10 @@ def test_ratio_is_exactly_one_without_an_update(dropout_policy, monkeypatch, gra
         monkeypatch.setattr(checkpoint, "checkpoint", lambda *a, **k: checkpointed.append(1) or original(*a, **k))
     _fit(module, rollouts=2)
     assert len(minibatches) == 2 * 4 * 2  # every epoch ran: the KL early stop never fired
-    assert all(float(s["approx_kl"]) == 0.0 and float(s["clipfrac"]) == 0.0 for s in minibatches)
-    assert all(float(s["ratio_mean"]) == 1.0 for s in minibatches)
+    # checkpointed layers recompute without the KV cache: the same numbers up to float rounding (~1e-13), not noise
+    tolerance = 1e-10 if gradient_checkpointing else 0.0
+    assert all(float(s["approx_kl"]) <= tolerance and float(s["clipfrac"]) == 0.0 for s in minibatches), minibatches
+    assert all(abs(float(s["ratio_mean"]) - 1.0) <= tolerance for s in minibatches)
     assert [s["ppo_epochs_run"] for s in summaries] == [4.0, 4.0]
     assert bool(checkpointed) == gradient_checkpointing
 

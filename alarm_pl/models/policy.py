@@ -61,6 +61,26 @@ def response_mask_from_ids(ids: Tensor, eos_token_id: int | None) -> Tensor:
     return eos_before == 0
 
 
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability of ``model`` to 0, in training mode as well as in eval mode.
+
+    Covers ``nn.Dropout`` modules (LoRA's included), the float attributes named ``*dropout*`` that attention and
+    layer implementations pass to functional dropout (T5's ``dropout``, Llama's ``attention_dropout``, BART's
+    ``activation_dropout``), and the same keys of every model config they may read at run time.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "to_dict"):
+            for name, value in config.to_dict().items():
+                if "dropout" in name and isinstance(value, float):
+                    setattr(config, name, 0.0)
+
+
 class Policy(nn.Module):
     """LoRA-adapted LM + value head.
 
@@ -109,6 +129,7 @@ class Policy(nn.Module):
         self.model = self._adapt(model)
         if not self.for_ppo:
             return
+        disable_dropout(self.model)
         hidden = hf_config.get_text_config().hidden_size if hasattr(hf_config, "get_text_config") else hf_config.hidden_size
         self.value_head = nn.Linear(hidden, 1)
         nn.init.normal_(self.value_head.weight, std=1.0 / (hidden + 1))
@@ -146,16 +167,10 @@ class Policy(nn.Module):
         T5/mT5 checkpoints ship ``dropout_rate: 0.1`` and LoRA has its own dropout; with dropout on in the updates
         but off when the rollout's log-probs were taken, the PPO ratio is not 1 before the first update and the KL
         early stop fires on noise (the authors' policy stays in eval mode; TRL and OpenRLHF switch dropout off).
-        Eval mode switches off every kind (``nn.Dropout`` modules and functional attention dropout alike). Gradients
-        still flow. Layers that checkpoint activations keep their own training flag, because transformers
-        recomputes activations only in training mode; they hold no dropout themselves (their children stay in eval
-        mode).
+        Every dropout probability of a PPO policy is 0 from loading on (``disable_dropout``). Eval mode is used
+        as well, except under gradient checkpointing, which transformers applies only in training mode.
         """
-        self.eval()
-        if self.config.gradient_checkpointing:
-            for module in self.modules():
-                if getattr(module, "gradient_checkpointing", False) is True:
-                    module.training = True
+        self.train(self.config.gradient_checkpointing)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The adapter (or the whole model when ``lora_r == 0``) and the value head."""
@@ -173,6 +188,8 @@ class Policy(nn.Module):
             logits, hidden = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask)
         mask = response_mask.bool()
         logprobs = logprobs_from_logits(logits, response_ids) * mask
+        if self.config.value_head_detached:
+            hidden = hidden.detach()
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1) * mask  # (B, T)
         entropy = entropy_from_logits(logits) * mask
         return PolicyOutput(logprobs.float(), values.float(), entropy.float())

@@ -123,8 +123,12 @@ class PPOConfig:
     """Discount γ."""
     lam: float = 0.95
     """GAE λ."""
-    whiten_advantages: bool = True
-    """Whiten advantages with statistics gathered over all processes."""
+    advantage_normalization: Literal["whiten", "center", "none"] = "whiten"
+    """What the advantages go through before the PPO epochs, with statistics gathered over all processes:
+    ``whiten`` (subtract the batch mean, divide by the batch std; trl, the paper), ``center`` (subtract the mean,
+    keep the reward's scale) or ``none``. Whitening makes any spread unit-sized: when every response earns the same
+    reward, the advantages are only the critic's error, and whitening blows that noise up into full-size updates
+    that move a policy which has nothing left to learn. ``center`` keeps such an update as small as the noise."""
     whiten_rewards: bool = False
     """Whiten the per-token rewards before GAE."""
     target_kl: Optional[float] = 0.1

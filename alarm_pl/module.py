@@ -190,8 +190,10 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         if cfg.whiten_rewards:
             rewards = F.masked_whiten(rewards, mask, shift_mean=False, reduce=self._sum_across_processes)
         advantages, returns = F.compute_gae(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
-        if cfg.whiten_advantages:
+        if cfg.advantage_normalization == "whiten":
             advantages = F.masked_whiten(advantages, mask, reduce=self._sum_across_processes)
+        elif cfg.advantage_normalization == "center":
+            advantages = F.masked_center(advantages, mask, reduce=self._sum_across_processes)
         stats = self._ppo_epochs(rollout, advantages, returns)
 
         kl = F.kl_estimate(rollout.old_logprobs, rollout.ref_logprobs, cfg.kl_estimator) * mask

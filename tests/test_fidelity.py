@@ -58,7 +58,7 @@ def test_shared_ppo_settings(task, lr, request):
     ppo = module.ppo_config
     assert (ppo.ppo_epochs, ppo.num_minibatches, ppo.gradient_accumulation_steps) == (4, 2, 2)
     assert (ppo.clip_range, ppo.value_clip_range, ppo.vf_coef, ppo.gamma, ppo.lam) == (0.2, 0.2, 0.1, 1.0, 0.95)
-    assert ppo.whiten_advantages and not ppo.whiten_rewards and ppo.entropy_coef == 0.0
+    assert ppo.advantage_normalization == "whiten" and not ppo.whiten_rewards and ppo.entropy_coef == 0.0
     assert (ppo.target_kl, ppo.early_stop, ppo.max_grad_norm, ppo.kl_estimator) == (0.1, "last_minibatch", None, "k1")
     kl = module.kl_controller
     assert (type(kl).__name__, kl.value, kl.target, kl.horizon) == ("AdaptiveKLController", 0.2, 6.0, 10000)

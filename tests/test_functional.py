@@ -61,6 +61,15 @@ def test_masked_whiten_without_mean_shift_adds_the_mean_back():
     assert out[~mask].eq(0).all()
 
 
+def test_masked_center_subtracts_the_real_mean_and_keeps_the_scale():
+    x = torch.tensor([[1.0, 2.0, 9.0], [3.0, float("nan"), 7.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    # real entries 1, 2, 3: mean 2 -> -1, 0, 1; padding (9, nan, 7) ignored and 0
+    assert torch.equal(F.masked_center(x, mask), torch.tensor([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+    # a constant batch stays 0, where whitening would divide 0 by sqrt(eps)
+    assert torch.equal(F.masked_center(torch.full((2, 2), 4.0), torch.ones(2, 2)), torch.zeros(2, 2))
+
+
 def test_masked_whiten_keeps_dtype_of_half_precision_input():
     x, mask = _batch([[1.0, 2.0, 3.0], [4.0]], width=3)
     out = F.masked_whiten(x.to(torch.bfloat16), mask)

@@ -174,6 +174,9 @@ class TinyMTDataModule(PromptDataModule):
         num_val: validation prompts.
         num_test: test prompts.
         train_pool: the pool of the training split: ``rl`` for PPO, ``sft`` for supervised fine-tuning.
+        sloppy_references: share of the places where the training references are written sloppily (``do`` for
+            ``does``, the bare verb for the third person, ``a`` for ``an``; ``tiny_mt.sloppy``); validation and test
+            references are always correct. The tiny SFT recipe uses 0.6.
         seed: data seed (which sentences of each pool are drawn, and in which order).
         batch_size: prompts per rollout (or SFT examples per step) per process.
         eval_batch_size: prompts per validation/test batch.
@@ -181,9 +184,12 @@ class TinyMTDataModule(PromptDataModule):
     """
 
     def __init__(self, num_train: int = 2048, num_val: int = 32, num_test: int = 64,
-                 train_pool: Literal["rl", "sft"] = "rl", seed: int = 0, batch_size: int = 16,
-                 eval_batch_size: Optional[int] = None, group_by_length: bool = False) -> None:
+                 train_pool: Literal["rl", "sft"] = "rl", sloppy_references: float = 0.0, seed: int = 0,
+                 batch_size: int = 16, eval_batch_size: Optional[int] = None, group_by_length: bool = False) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, group_by_length=group_by_length)
+        if not 0.0 <= sloppy_references <= 1.0:
+            raise ValueError(f"data.init_args.sloppy_references must be in [0, 1], got {sloppy_references}")
+        self.sloppy = {"train": sloppy_references, "val": 0.0, "test": 0.0}
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.pools = {"train": train_pool, "val": "val", "test": "test"}
         self.seed = seed
@@ -192,4 +198,5 @@ class TinyMTDataModule(PromptDataModule):
         from alarm_pl.data.tiny_mt import records
 
         pool = self.pools[split]
-        return [parse_record(r, f"tiny_mt[{pool}]") for r in records(self.sizes[split], pool, self.seed)]
+        return [parse_record(r, f"tiny_mt[{pool}]")
+                for r in records(self.sizes[split], pool, self.seed, self.sloppy[split])]

@@ -6,6 +6,12 @@ noun and agreeing with it (``una camisa roja`` → ``a red shirt``), ``a``/``an`
 questions (``¿Qué come el perro?`` → ``What does the dog eat?``). Words are drawn with Zipf-like frequencies (weight
 1/(rank+1) within each word list), so rare words are seen only a few times in a small supervised set.
 
+The supervised stage learns from sloppy demonstrations (``sloppy``: ``do`` for ``does``, the bare verb for the
+third person, ``a`` for ``an``, each mostly wrong in the tiny SFT recipe) while the reward compares with correct
+references: the situation RL from feedback is for, where the feedback knows better than the demonstrations. A
+converged SFT policy then still makes these systematic errors on held-out prompts, and RL has something real to
+fix that no change of length can buy.
+
 Every distinct Spanish sentence belongs to exactly one **pool**, fixed by a hash of its text: ``sft`` (the labelled
 examples of the supervised stage), ``rl`` (the prompts of PPO), ``val`` and ``test``. Pools never share a sentence, so
 held-out scores are held out from both stages, and PPO trains on prompts the supervised stage never saw, as the paper's
@@ -240,10 +246,35 @@ def unique_pairs(n: int, pool: str, seed: int = 0, max_draws_per_pair: int = 200
     return pairs
 
 
-def records(n: int, pool: str, seed: int = 0) -> Iterator[dict]:
+_THIRD_PERSON = {verb.en: verb.en_base for verb in VERBS}
+
+
+def sloppy(english: str, share: float, rng: random.Random) -> str:
+    """The reference as a hurried translator writes it: each place where English needs ``does`` (``do`` instead),
+    a third-person ``-s`` (the bare verb instead) or ``an`` (``a`` instead) is written wrongly with probability
+    ``share``, independently. The sentence keeps its length in words and its meaning."""
+    words, out, i = english.split(" "), [], 0
+    while i < len(words):
+        word, pair = words[i], " ".join(words[i:i + 2])
+        if pair in _THIRD_PERSON and rng.random() < share:  # "looks for" -> "look for"
+            out.extend(_THIRD_PERSON[pair].split(" "))
+            i += 2
+            continue
+        if word in _THIRD_PERSON and rng.random() < share:
+            word = _THIRD_PERSON[word]
+        elif word in ("does", "an", "An") and rng.random() < share:
+            word = {"does": "do", "an": "a", "An": "A"}[word]
+        out.append(word)
+        i += 1
+    return " ".join(out)
+
+
+def records(n: int, pool: str, seed: int = 0, sloppy_share: float = 0.0) -> Iterator[dict]:
     """``n`` prompt records of one pool with distinct prompts, in the JSONL format (``prompt``, ``reference``,
-    ``metadata``)."""
+    ``metadata``); ``sloppy_share`` > 0 writes the references sloppily (``sloppy``), deterministically per sentence."""
     for i, (es, en) in enumerate(unique_pairs(n, pool, seed)):
+        if sloppy_share > 0:
+            en = sloppy(en, sloppy_share, random.Random(f"sloppy:{seed}:{es}"))
         yield {"prompt": PROMPT_PREFIX + es, "reference": en,
                "metadata": {"source": es, "index": i, "pool": pool, "seed": seed}}
 

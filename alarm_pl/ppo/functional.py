@@ -140,6 +140,22 @@ def masked_whiten(
     return torch.where(mask.bool(), whitened, torch.zeros_like(whitened)).to(x.dtype)
 
 
+def masked_center(x: Tensor, mask: Tensor, reduce: Optional[Reduce] = None) -> Tensor:
+    """``x`` minus the mean of its real entries; the scale is kept.
+
+    Args:
+        x: (B, T) values (e.g. GAE advantages).
+        mask: (B, T) bool or 0/1, True on real tokens.
+        reduce: optional callable summing a tensor across processes (see ``masked_whiten``).
+
+    Returns:
+        (B, T) centred values in ``x``'s dtype, exactly 0 on padding.
+    """
+    mean, _ = _moments(x, mask, unbiased=True, reduce=reduce)
+    centred = x.to(mean.dtype) - mean  # (B, T)
+    return torch.where(mask.bool(), centred, torch.zeros_like(centred)).to(x.dtype)
+
+
 def compute_gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimation over each response's own real tokens (GAE eq. 11-16).
 

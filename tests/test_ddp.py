@@ -51,8 +51,9 @@ def test_adapters_identical_across_ranks_after_updates(synced_run):
 def test_generation_file_written_once_with_every_prompt(synced_run):
     """Only rank 0 writes; the distributed sampler's padding duplicates are dropped, nothing is lost."""
     out, _ = synced_run
-    files = list((out / "generations").glob("test-*.jsonl"))
+    files = list((out / "generations").glob("test-step*.jsonl"))
     assert len(files) == 1
+    assert len(list((out / "generations").glob("test-baseline-step*.jsonl"))) == 1  # the starting policy's
     prompts = [json.loads(line)["prompt"] for line in files[0].read_text().splitlines()]
     expected = [r.prompt for r in TinyMTDataModule(num_test=7).load_split("test")]
     assert prompts == expected  # each test prompt once, in split order

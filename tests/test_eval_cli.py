@@ -80,6 +80,47 @@ def test_compare_reward_tables_consistency_mt_and_plots(tmp_path, caplog):
     assert "| grammar | lower is better | 4 | 8 | 50.00 |" in report and "| system | holistic | grammar | length " \
         "| BLEU | chrF |" in report
     assert "no --judge.model given" in caplog.text
+    # the report links every plot it sits beside, and says why the judge's table is missing
+    linked = {line[line.index("(") + 1:-1] for line in report.splitlines() if line.startswith("![")}
+    assert linked == {p.name for p in out.glob("*.png")}
+    assert "## Win rate by LLM judge\n\nSkipped: no `--judge.model` was given." in report
+    assert f"| `ppo_alarm` | `{tmp_path / 'ppo_alarm.jsonl'}` |" in report
+
+
+def test_systems_are_named_by_their_run_or_explicitly(tmp_path):
+    from alarm_pl.eval.cli import name_systems
+
+    runs = []
+    for run in ("test-version_0-step000100", "test-version_1-step000100"):  # two runs' test files: the same name
+        (tmp_path / run / "generations").mkdir(parents=True)
+        runs.append(tmp_path / run / "generations" / "test-step000100.jsonl")
+        runs[-1].write_text("")
+    assert [n for n, _ in name_systems([str(r) for r in runs])] == [
+        "test-version_0-step000100/test-step000100", "test-version_1-step000100/test-step000100"]
+    single = tmp_path / "sft.jsonl"
+    single.write_text("")
+    named = name_systems([f"alarm={runs[0]}", str(single), str(runs[1])])
+    assert named == [("alarm", runs[0]), ("sft", single), ("test-step000100", runs[1])]  # no clash left: the stem
+    with pytest.raises(ValueError, match="two systems are named 'x'"):
+        name_systems([f"x={runs[0]}", f"x={runs[1]}"])
+    copied = _write_runs(tmp_path)  # end to end: explicit names reach the results
+    out = tmp_path / "out"
+    assert main(["compare", f"A={copied[0]}", f"B={copied[1]}", "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["systems"] == ["A", "B"]
+
+
+def test_consistency_chart_has_a_legend():
+    from alarm_pl.eval.plots import consistency_figure
+
+    figure = consistency_figure({"grammar": {"inconsistency": 0.2}, "spelling": {"inconsistency": 0.4},
+                                 "length": {"inconsistency": 0.1}})
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["most consistent aspect (selected)", "other aspects", "length (reference, never selected)"]
+    from matplotlib.colors import to_rgba
+
+    bars = figure.axes[0].patches  # lowest first: length (10 %, hatched, never selected), grammar, spelling
+    assert [bool(bar.get_hatch()) for bar in bars] == [True, False, False]
+    assert [bar.get_facecolor() for bar in bars] == [to_rgba("tab:gray"), to_rgba("tab:green"), to_rgba("tab:gray")]
 
 
 def test_compare_with_judge_keeps_the_key_out_of_every_file(tmp_path, monkeypatch, caplog):
@@ -115,7 +156,7 @@ def test_bad_input_file_is_named_with_its_line(tmp_path, caplog):
     assert main(["compare", runs[0], str(bad), "--out", str(tmp_path / "out")]) == 2
     assert f"{bad}:2: missing required field(s)" in caplog.text
     assert main(["compare", runs[0], runs[0], "--out", str(tmp_path / "out")]) == 2
-    assert "two generation files are named 'ppo_holistic'" in caplog.text
+    assert f"the generation file {tmp_path / 'ppo_holistic.jsonl'} is given twice" in caplog.text
 
 
 def test_judge_rejected_key_is_reported_and_reward_tables_still_written(tmp_path):

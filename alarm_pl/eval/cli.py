@@ -1,10 +1,15 @@
 """``python -m alarm_pl.eval compare RUN_1.jsonl RUN_2.jsonl [...] --out DIR [--judge.* ...]``.
 
-Compares systems' generation files (system names are the file stems) by every reward and metric they carry and,
+Compares systems' generation files by every reward and metric they carry and,
 when ``--judge.model`` is given, by an LLM judge. Writes ``DIR/report.md``, ``DIR/results.json``,
 ``DIR/winrate_<metric>.png``, ``DIR/consistency.png`` and ``DIR/judge_cache.jsonl``, all atomically except the cache,
 which is appended to reply by reply. The API key is read from the environment variable named by
 ``--judge.api_key_env``; it is never an option.
+
+A system is named ``NAME`` when given as ``NAME=FILE``; otherwise by its file's name, and when two files have the same
+name (``test-step000100.jsonl`` of two runs) by the folders that tell them apart (a ``generations`` folder is skipped:
+``…/logs/test-version_0-step000100/generations/test-step000100.jsonl`` becomes
+``test-version_0-step000100/test-step000100``).
 
 The options parse as in the training CLI (jsonargparse): ``compare --help`` documents every one (the ``JudgeConfig``
 field docstrings), ``--config FILE.yaml`` reads them from YAML (``runs: [...]``, ``out: DIR``, ``judge: {model: ...}``),
@@ -32,9 +37,11 @@ def _compare_parser() -> Any:
     """The ``compare`` command's parser: files, output directory, and the ``JudgeConfig`` fields as ``--judge.*``."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(description="Compare systems' generation files (system names are the file stems).")
+    parser = ArgumentParser(description="Compare systems' generation files.")
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
-    parser.add_argument("runs", nargs="+", type=str, help="generation files (JSON Lines), one per system")
+    parser.add_argument("runs", nargs="+", type=str,
+                        help="generation files (JSON Lines), one per system, each FILE or NAME=FILE (unnamed "
+                             "systems are named by their file, or by the folders that tell same-named files apart)")
     parser.add_argument("--out", type=str, required=True, help="output directory")
     parser.add_argument("--lower_is_better", nargs="*", type=str, default=[],
                         help="aspects whose lower values are better, when the files do not declare it")
@@ -66,15 +73,49 @@ def judge_config(config: Any) -> JudgeConfig:
     return judge if isinstance(judge, JudgeConfig) else JudgeConfig(**judge.as_dict())
 
 
-def load_systems(paths: Sequence[Path]) -> dict[str, list]:
-    """System name (file stem) -> records; two files with the same stem are an error."""
-    systems: dict[str, list] = {}
-    for path in paths:
-        if path.stem in systems:
-            raise ValueError(f"two generation files are named {path.stem!r}; system names come from file names, "
-                             f"rename one of them ({path})")
-        systems[path.stem] = read_generations(path)
-    return systems
+def name_systems(specs: Sequence[str]) -> list[tuple[str, Path]]:
+    """``(system name, file)`` for each ``FILE`` or ``NAME=FILE`` (see the module docstring).
+
+    Raises:
+        ValueError: the same file is given twice, or two systems are given the same name.
+    """
+    pairs = []
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        pairs.append((name, Path(path)) if path and not Path(spec).exists() else ("", Path(spec)))
+    files = [path.resolve() for _, path in pairs]
+    twice = next((path for path in files if files.count(path) > 1), None)
+    if twice is not None:
+        raise ValueError(f"the generation file {twice} is given twice; compare different files")
+    auto = distinguishing_names([path for name, path in pairs if not name])
+    named = [(name or next(auto), path) for name, path in pairs]
+    seen: dict[str, Path] = {}
+    for name, path in named:
+        if name in seen:
+            raise ValueError(f"two systems are named {name!r} ({seen[name]} and {path}); name them with NAME=FILE")
+        seen[name] = path
+    return named
+
+
+def distinguishing_names(paths: Sequence[Path]):
+    """An iterator over one name per path: its file stem, preceded by as many parent folders (``generations``
+    skipped) as it takes to tell apart paths whose shorter names are equal."""
+    parts = [[p.stem] + [d for d in reversed(p.resolve().parent.parts) if d not in ("generations", "/")]
+             for p in paths]
+    depth = [1] * len(paths)
+    while True:
+        names = ["/".join(reversed(part[:k])) for part, k in zip(parts, depth)]
+        clashing = [i for i, n in enumerate(names) if names.count(n) > 1 and depth[i] < len(parts[i])]
+        if not clashing:
+            return iter(names)
+        for i in clashing:
+            depth[i] += 1
+
+
+def load_systems(specs: Sequence[str]) -> tuple[dict[str, list], dict[str, str]]:
+    """System name -> records, and system name -> file, for the ``runs`` arguments (``name_systems``)."""
+    named = name_systems(specs)
+    return {name: read_generations(path) for name, path in named}, {name: str(path) for name, path in named}
 
 
 def add_judge(results: dict, alignment, config: JudgeConfig, out: Path) -> bool:
@@ -100,21 +141,25 @@ def add_judge(results: dict, alignment, config: JudgeConfig, out: Path) -> bool:
     return True
 
 
-def write_outputs(results: dict, out: Path) -> None:
-    """``results.json``, ``report.md`` and the PNG plots."""
-    from alarm_pl.eval.plots import plot_consistency, plot_file_name, plot_win_rates
+def write_outputs(results: dict, out: Path) -> list[str]:
+    """``results.json``, ``report.md`` and the PNG plots; returns the names of the files written."""
+    from alarm_pl.eval.plots import CONSISTENCY_PLOT, plot_consistency, plot_file_name, plot_win_rates
     from alarm_pl.eval.report import render_markdown
 
     write_text_atomic(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    write_text_atomic(out / "report.md", render_markdown(results))
+    plots = []
     for metric, table in results["win_rates"].items():
         direction = "higher" if table["higher_is_better"] else "lower"
-        plot_win_rates(out / plot_file_name(metric), f"win rate by {metric} ({direction} is better)",
-                       results["systems"], table["pairs"])
+        plots.append(plot_file_name(metric))
+        plot_win_rates(out / plots[-1], f"win rate by {metric} ({direction} is better)", results["systems"],
+                       table["pairs"])
     if results["judge"] is not None and "pairs" in results["judge"]:
-        plot_win_rates(out / plot_file_name("judge"), f"win rate by judge {results['judge']['model']}",
-                       results["systems"], results["judge"]["pairs"])
-    plot_consistency(out / "consistency.png", results["consistency"])
+        plots.append(plot_file_name("judge"))
+        plot_win_rates(out / plots[-1], f"win rate by judge {results['judge']['model']}", results["systems"],
+                       results["judge"]["pairs"])
+    plot_consistency(out / CONSISTENCY_PLOT, results["consistency"])
+    write_text_atomic(out / "report.md", render_markdown(results))  # last: it links the plots above
+    return ["report.md", "results.json", *plots, CONSISTENCY_PLOT]
 
 
 def compare(args: Any) -> int:
@@ -122,16 +167,16 @@ def compare(args: Any) -> int:
     from alarm_pl.eval.report import reward_results
 
     config = judge_config(args)
-    runs, out = [Path(run) for run in args.runs], Path(args.out)
-    systems = load_systems(runs)
+    out = Path(args.out)
+    systems, files = load_systems(args.runs)
     alignment = align_by_prompt(systems)
     results = reward_results(alignment, args.lower_is_better)
-    results["files"] = {name: str(path) for name, path in zip(systems, runs)}
+    results["files"] = files
     judged = add_judge(results, alignment, config, out) if config.model else True
     if not config.model:
         log.info("no --judge.model given: the LLM judge is skipped")
-    write_outputs(results, out)
-    log.info("wrote %s", out / "report.md")
+    written = write_outputs(results, out) + ([CACHE_NAME] if config.model else [])
+    log.info("compare finished; wrote into %s: %s", out, ", ".join(written))
     return 0 if judged else 1
 
 

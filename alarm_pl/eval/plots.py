@@ -13,6 +13,8 @@ from typing import Optional, Sequence
 from alarm_pl.eval.records import write_bytes_atomic
 from alarm_pl.eval.winrate import LENGTH
 
+CONSISTENCY_PLOT = "consistency.png"
+
 
 def plot_file_name(metric: str) -> str:
     """``winrate_<metric>.png`` with characters unsafe in a file name replaced by ``_``."""
@@ -63,17 +65,25 @@ def plot_win_rates(path: Path, title: str, systems: Sequence[str], pairs: dict) 
 
 
 def plot_consistency(path: Path, consistency: dict, reference: str = LENGTH) -> None:
+    """Write ``consistency_figure`` as a PNG (see there)."""
+    _save(consistency_figure(consistency, reference), path)
+
+
+def consistency_figure(consistency: dict, reference: str = LENGTH):
     """Bar chart of each metric's inconsistency (%) with the holistic reward, lowest first.
 
     The most consistent aspect (the one PAPER.md §1 would select) is green; ``reference`` (length, shown for
-    comparison as in the paper's figures, never selected) is hatched.
+    comparison as in the paper's figures, never selected) is hatched; a legend says so.
 
     Args:
-        path: the PNG file.
         consistency: ``metric -> {"inconsistency": fraction or None, ...}`` as in ``results.json``.
         reference: the metric drawn as a reference rather than a candidate.
+
+    Returns:
+        The matplotlib ``Figure``.
     """
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     defined = sorted(((m, 100 * c["inconsistency"]) for m, c in consistency.items()
                       if c["inconsistency"] is not None), key=lambda item: item[1])
@@ -85,6 +95,12 @@ def plot_consistency(path: Path, consistency: dict, reference: str = LENGTH) -> 
                     hatch=["//" if m == reference else "" for m in names], edgecolor="black")
     axes.bar_label(bars, fmt="%.1f")
     axes.set_ylabel("inconsistency with H (%)")
-    axes.set_ylim(0, max(values + [50.0]) * 1.15)
+    axes.set_ylim(0, max(values + [50.0]) * 1.35)  # head room for the legend
     axes.set_title("Inconsistency with the holistic reward")
-    _save(figure, path)
+    legend = [Patch(facecolor="tab:green", edgecolor="black", label="most consistent aspect (selected)"),
+              Patch(facecolor="tab:gray", edgecolor="black", label="other aspects")]
+    if reference in names:
+        legend.append(Patch(facecolor="tab:gray", edgecolor="black", hatch="//",
+                            label=f"{reference} (reference, never selected)"))
+    axes.legend(handles=legend, loc="upper left", fontsize=8)
+    return figure

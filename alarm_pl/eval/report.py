@@ -16,6 +16,7 @@ from typing import Mapping, Optional, Sequence
 
 from alarm_pl.eval.config import JudgeConfig
 from alarm_pl.eval.judge import JudgeResult
+from alarm_pl.eval.plots import CONSISTENCY_PLOT, plot_file_name
 from alarm_pl.eval.winrate import (HOLISTIC, LENGTH, Alignment, PairCounts, aspect_directions, average_win_rates,
                                    inconsistency, pairwise_counts)
 
@@ -124,8 +125,19 @@ def _means_section(results: dict) -> list[str]:
             *_markdown_table(header, rows), ""]
 
 
+def _plot_link(title: str, file_name: str) -> list[str]:
+    return [f"![{title}]({file_name})", ""]
+
+
+JUDGE_SKIPPED = ("Skipped: no `--judge.model` was given. The paper's third view, pairwise preference by an LLM judge "
+                 "(both orders asked), needs an OpenAI-compatible endpoint: `--judge.model NAME` "
+                 "[`--judge.base_url URL --judge.api_key_env VARIABLE`].")
+
+
 def _judge_section(results: dict) -> list[str]:
     judge, systems = results["judge"], results["systems"]
+    if judge is None:
+        return ["## Win rate by LLM judge", "", JUDGE_SKIPPED, ""]
     if "error" in judge:
         return ["## Win rate by LLM judge", "", f"The judge failed: {judge['error']}", ""]
     usage = judge["usage"]
@@ -143,26 +155,35 @@ def _judge_section(results: dict) -> list[str]:
             *([f"Failures: {'; '.join(judge['errors'])}", ""] if judge["errors"] else [])]
 
 
+def _systems_section(results: dict) -> list[str]:
+    files = results.get("files") or {}
+    return [*_markdown_table(["system", "generation file"], [[f"`{s}`", f"`{files.get(s, '–')}`"]
+                                                              for s in results["systems"]]), ""]
+
+
 def render_markdown(results: dict) -> str:
-    """The report: means, one win-rate table per metric and for the judge, and the consistency table."""
+    """The report: the systems and their files, means, one win-rate table (and its heat map) per metric and for the
+    judge (or why it was skipped), and the consistency table (and its chart). Plots are linked by file name: the
+    report sits beside them."""
     systems = results["systems"]
     missing = ", ".join(f"{s} lacks {n}" for s, n in results["missing"].items() if n)
     lines = ["# System comparison", "", f"Systems: {', '.join(f'`{s}`' for s in systems)}. "
              f"Compared on the {results['prompts']} prompts every system has"
              + (f" ({missing} of the others' prompts)." if missing else "."), "",
+             *_systems_section(results),
              *_means_section(results),
              "Win rates: the row system's percentage of wins against the column system, prompt by prompt, ties "
              "excluded; Avg. is the mean over the other systems.", ""]
     for metric, table in results["win_rates"].items():
         lines += [f"## Win rate by {metric} ({_direction(table['higher_is_better'])}) (%)", "",
-                  *win_rate_markdown(systems, table), ""]
-    if results["judge"] is not None:
-        lines += _judge_section(results)
+                  *win_rate_markdown(systems, table), "", *_plot_link(f"win rate by {metric}", plot_file_name(metric))]
+    lines += _judge_section(results)
     rows = [[m, _direction(c["higher_is_better"]), str(c["inconsistent"]), str(c["decisive"]),
              _percent(c["inconsistency"])] for m, c in results["consistency"].items()]
     lines += ["## Consistency with the holistic reward", "",
               "Over every pair of systems and every prompt: the share of prompts where the holistic reward prefers "
               "one output and the metric (oriented) strictly prefers the other, among those where the holistic "
               "reward is not tied.", "",
-              *_markdown_table(["metric", "direction", "inconsistent", "H decisive", "inconsistency (%)"], rows), ""]
+              *_markdown_table(["metric", "direction", "inconsistent", "H decisive", "inconsistency (%)"], rows), "",
+              *_plot_link("inconsistency with the holistic reward", CONSISTENCY_PLOT)]
     return "\n".join(lines)

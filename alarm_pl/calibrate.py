@@ -102,7 +102,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     from alarm_pl.cli import build_cli
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    cli = build_cli(CalibrateCLI, argv, run=False)
+    cli = build_cli(CalibrateCLI, argv, run=False, prog="python -m alarm_pl.calibrate")
     module, datamodule = cli.model, cli.datamodule
     num_prompts, ckpt_path = cli.config["num_prompts"], cli.config["ckpt_path"]
     if num_prompts < 2:
@@ -126,4 +126,6 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from alarm_pl.console import run_command
+
+    run_command(main)

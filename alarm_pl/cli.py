@@ -7,7 +7,11 @@ configuration, and dotted overrides reach ``init_args`` directly (``--model.ppo.
 
 The optimizer is an argument of the module (``model.optimizer``), built over the trainable parameters only;
 LightningCLI's own top-level ``--optimizer``/``--lr_scheduler`` are switched off, because an optimizer built over
-every parameter of a LoRA policy would have nothing to train.
+every parameter of a LoRA policy would have nothing to train (``--optimizer`` is refused with a pointer to
+``--model.optimizer``).
+
+What a person at the terminal sees lives beside this file: the parser (no abbreviations, ``null`` at every depth,
+short errors) in ``cli_parser.py``, filtered library noise and one-message failures in ``console.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningCLI
+
+from alarm_pl.console import quiet_library_noise, run_command
 
 
 class ALaRMCLI(LightningCLI):
@@ -36,16 +42,21 @@ class ALaRMCLI(LightningCLI):
                                  "checkpoint.")
 
 
-def build_cli(cli_class: type[LightningCLI], args: Optional[list[str]], run: bool) -> LightningCLI:
+def build_cli(cli_class: type[LightningCLI], args: Optional[list[str]], run: bool,
+              prog: str = "python -m alarm_pl") -> LightningCLI:
     """Parse ``args`` and build the module, data module and trainer with one of the project's CLIs (training, or
-    calibration in ``alarm_pl/calibrate.py``): one parser setup for every command."""
+    calibration in ``alarm_pl/calibrate.py``): one parser setup for every command; ``prog`` names the command in
+    usage and error messages."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from jsonargparse import set_parsing_settings
 
+    from alarm_pl.cli_parser import ProjectArgumentParser
+
+    quiet_library_noise()
     set_parsing_settings(docstring_parse_attribute_docstrings=True)  # dataclass field docstrings become --help
     return cli_class(pl.LightningModule, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
                      args=args, run=run, auto_configure_optimizers=False, save_config_kwargs={"overwrite": True},
-                     parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None)
+                     parser_class=ProjectArgumentParser, parser_kwargs={"prog": prog})
 
 
 def cli_main(args: Optional[list[str]] = None, run: bool = True) -> ALaRMCLI:
@@ -60,9 +71,7 @@ def cli_main(args: Optional[list[str]] = None, run: bool = True) -> ALaRMCLI:
     return cli
 
 
-def _has_omegaconf() -> bool:
-    try:
-        import omegaconf  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def main() -> None:
+    """``python -m alarm_pl`` and the ``alarm-pl`` script: ``cli_main`` with library noise filtered and a failure
+    reported as one message on the last line (``ALARM_PL_DEBUG=1`` for the traceback)."""
+    run_command(cli_main)

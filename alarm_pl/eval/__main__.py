@@ -1,7 +1,6 @@
 """``python -m alarm_pl.eval compare ...``; see ``alarm_pl.eval.cli``."""
 
-import sys
-
+from alarm_pl.console import run_command
 from alarm_pl.eval.cli import main
 
-sys.exit(main())
+run_command(main)

@@ -11,7 +11,8 @@ every parameter of a LoRA policy would have nothing to train (``--optimizer`` is
 ``--model.optimizer``).
 
 What a person at the terminal sees lives beside this file: the parser (no abbreviations, ``null`` at every depth,
-short errors) in ``cli_parser.py``, filtered library noise and one-message failures in ``console.py``.
+short errors) in ``cli_parser.py``, filtered library noise and one-message failures in ``console.py``, run
+directories and the end-of-command summary in ``outputs.py``, the progress bar in ``callbacks/progress.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Optional
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningCLI
 
-from alarm_pl.console import quiet_library_noise, run_command
+from alarm_pl.console import (quiet_checkpoint_dirpath_warning, quiet_eval_mode_warning, quiet_library_noise,
+                              run_command)
+from alarm_pl.outputs import OutputTracker, name_evaluation_run, summary_lines
 
 
 class ALaRMCLI(LightningCLI):
@@ -40,6 +43,58 @@ class ALaRMCLI(LightningCLI):
                             help="After fit: run the test loop on the trained weights in the same process (the test "
                                  "generation file and test/* metrics), as `test --ckpt_path` would on the last "
                                  "checkpoint.")
+
+    # ------------------------------------------------------------------ what the terminal shows
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand in ("validate", "test"):
+            name_evaluation_run(self.config[self.subcommand], self.subcommand)
+
+    def instantiate_trainer(self, **kwargs):
+        """The trainer, with the project's progress bar unless the configuration brings its own or disables it."""
+        from alarm_pl.callbacks.progress import RunProgressBar, wants_default_progress_bar
+
+        if wants_default_progress_bar(self._get(self.config_init, "trainer", default={})):
+            defaults = self.trainer_defaults.get("callbacks") or []
+            self.trainer_defaults = {**self.trainer_defaults,
+                                     "callbacks": [*(defaults if isinstance(defaults, list) else [defaults]),
+                                                   RunProgressBar()]}
+        return super().instantiate_trainer(**kwargs)
+
+    def _start_command(self) -> None:
+        quiet_eval_mode_warning(self.model)
+        if self.subcommand in ("validate", "test"):
+            quiet_checkpoint_dirpath_warning()
+        self.output_tracker = OutputTracker.start(self.trainer, self.model)
+
+    def before_fit(self) -> None:
+        self._start_command()
+
+    def before_validate(self) -> None:
+        self._start_command()
+        self._say_what_is_evaluated("validate")
+
+    def before_test(self) -> None:
+        self._start_command()
+        self._say_what_is_evaluated("test")
+
+    def _say_what_is_evaluated(self, subcommand: str) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        ckpt_path = self.config[subcommand].get("ckpt_path")
+        if ckpt_path:
+            print(f"{subcommand}: evaluating the checkpoint {ckpt_path}")
+            return
+        policy = self.config[subcommand].model.get("init_args", {}).get("policy")
+        start = f" ({policy.model_name_or_path})" if policy is not None and "model_name_or_path" in policy else ""
+        print(f"{subcommand}: no --ckpt_path given, so this evaluates the starting policy{start}, not a trained one; "
+              f"pass --ckpt_path …/checkpoints/X.ckpt to evaluate a training run")
+
+    def print_summary(self, export_dir: Optional[str] = None) -> None:
+        """Print the run directory and the files this command wrote (process 0 only)."""
+        if not self.trainer.is_global_zero or not hasattr(self, "output_tracker"):
+            return
+        run_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        print("\n".join(summary_lines(self.subcommand, run_dir, self.output_tracker.written(), export_dir)))
 
 
 def build_cli(cli_class: type[LightningCLI], args: Optional[list[str]], run: bool,
@@ -60,14 +115,17 @@ def build_cli(cli_class: type[LightningCLI], args: Optional[list[str]], run: boo
 
 
 def cli_main(args: Optional[list[str]] = None, run: bool = True) -> ALaRMCLI:
-    """Entry point; ``args`` lets tests run the CLI in-process."""
+    """Entry point; ``args`` lets tests run the CLI in-process. Ends with the summary of what was written."""
     cli = build_cli(ALaRMCLI, args, run)
+    export_dir = None
     if run and cli.subcommand == "fit":
         export_dir = cli.config["fit"].get("export_dir")
         if export_dir and cli.trainer.is_global_zero:
             cli.model.export(export_dir, merged=cli.config["fit"].get("export_merged", False))
         if cli.config["fit"].get("test_after_fit"):
             cli.trainer.test(cli.model, datamodule=cli.datamodule)
+    if run:
+        cli.print_summary(export_dir)
     return cli
 
 

@@ -303,7 +303,6 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         logs["train/response_length"] = float(mask.sum(dim=1).float().mean())
         logs["train/degenerate_rate"] = float(rollout.degenerate.float().mean())
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=rollout.batch_size, sync_dist=False)
-        self.log("holistic", logs["train/holistic"], prog_bar=True, on_step=True, logger=False, batch_size=rollout.batch_size)
 
     # ------------------------------------------------------------------ evaluation
     def validation_step(self, batch: PromptBatch, batch_idx: int) -> None:
@@ -339,7 +338,7 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         scorers), the checkpoint, the decoding, the step and the stage."""
         scorers = [repr(s) for s in [self.scoring.holistic_scorer, *self.scoring.aspect_scorers]]
         return run_identity(jsonable({**self.hparams, "scorers": scorers}), self.trainer.ckpt_path,
-                            jsonable(asdict(self.generation_config)), self.trainer.global_step, stage=stage)
+                            jsonable(asdict(self.generation_config)), self.evaluated_step, stage=stage)
 
     def on_validation_epoch_start(self) -> None:
         super().on_validation_epoch_start()
@@ -373,6 +372,7 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         checkpoint.pop("hyper_parameters", None)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)  # GenerationEvaluation: the checkpoint's step names the test files
         self.policy.load()
         if "kl_controller" in checkpoint:
             self.kl_controller.load_state_dict(checkpoint["kl_controller"])

@@ -187,7 +187,7 @@ class SFTModule(GenerationEvaluation, pl.LightningModule):
         """The ``run`` field of this run's generation records: the configuration's hash, the checkpoint, the
         decoding, the step and the stage."""
         return run_identity(jsonable(dict(self.hparams)), self.trainer.ckpt_path,
-                            jsonable(asdict(self.generation_config)), self.trainer.global_step, stage=stage)
+                            jsonable(asdict(self.generation_config)), self.evaluated_step, stage=stage)
 
     # ------------------------------------------------------------------ checkpoints and export
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -197,6 +197,7 @@ class SFTModule(GenerationEvaluation, pl.LightningModule):
         checkpoint.pop("hyper_parameters", None)  # the YAML and command line are the source of truth, as for PPO
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)  # GenerationEvaluation: the checkpoint's step names the test files
         self.policy.load()
 
     def export(self, out_dir: str, merged: bool = False) -> None:

@@ -85,18 +85,19 @@ def quiet_checkpoint_dirpath_warning() -> None:
 # (message regex, what to do)
 HINTS = [
     (r"No supported gpu backend found|CUDA is not available|no CUDA GPUs are available|Found no NVIDIA driver",
-     "this configuration asks for a GPU and this machine has none: add `--trainer.accelerator cpu "
-     "--trainer.precision 32-true` (slow for the paper's models; 4/8-bit quantization needs CUDA), or try "
-     "configs/tiny_mt.yaml, which runs on a CPU in a few minutes"),
-    (r"is not in the local cache and HF_HUB_OFFLINE|couldn't connect to 'https://huggingface.co'|"
-     r"We couldn't connect to|Cannot reach the Hugging Face hub",
-     "the tiny configurations (configs/tiny_*.yaml) need no hub"),
+     "this configuration asks for a GPU and this machine has none: for the paper's setups on a CPU add its smoke "
+     "overlay (`--config configs/mt.yaml --config configs/smoke/mt_cpu.yaml`, likewise qa), or try "
+     "configs/tiny_mt.yaml; `--trainer.accelerator cpu --trainer.precision 32-true` runs any configuration on the "
+     "CPU, slowly"),
+    (r"HubUnavailableError", "without the hub, the CPU smoke overlays (configs/smoke/*_cpu.yaml) and the tiny "
+     "configurations (configs/tiny_*.yaml) run on dummy or tiny offline models"),
 ]
 
 
 def hint_for(error: BaseException) -> str:
-    """What to do about ``error``, when its message (or a cause's) is one of the known problems; '' otherwise."""
-    text = "\n".join(str(e) for e in _chain(error))
+    """What to do about ``error``, when its type and message (or a cause's) are one of the known problems; ''
+    otherwise."""
+    text = "\n".join(f"{type(e).__name__}: {e}" for e in _chain(error))
     return next((hint for pattern, hint in HINTS if re.search(pattern, text)), "")
 
 

@@ -117,7 +117,7 @@ def test_a_failed_command_ends_with_its_message_and_what_to_do(capsys, monkeypat
     assert err[0] == ("alarm_pl: the command failed with MisconfigurationException (set ALARM_PL_DEBUG=1 for the "
                       "traceback)")
     assert err[1] == "error: No supported gpu backend found!"
-    assert err[2].startswith("what to do: this configuration asks for a GPU") and "--trainer.accelerator cpu" in err[2]
+    assert err[2].startswith("what to do: this configuration asks for a GPU") and "configs/smoke/mt_cpu.yaml" in err[2]
 
 
 def test_a_hub_failure_is_one_message_and_the_traceback_only_on_request(capsys, monkeypatch):
@@ -130,7 +130,7 @@ def test_a_hub_failure_is_one_message_and_the_traceback_only_on_request(capsys, 
     assert "Traceback" not in "\n".join(err)
     assert err[-2].startswith("error: model.policy.model_name_or_path: hub model 'halfrot/sft-mt5-base' is not in "
                               "the local cache")  # the project's own message, naming the config key
-    assert err[-1] == "what to do: the tiny configurations (configs/tiny_*.yaml) need no hub"
+    assert err[-1].startswith("what to do: without the hub, the CPU smoke overlays (configs/smoke/*_cpu.yaml)")
     monkeypatch.setenv(console.DEBUG_ENV, "1")
     from alarm_pl.models.loading import HubUnavailableError
 

@@ -27,6 +27,15 @@ LOG_NOISE = [
     ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward", "bitsandbytes looks for the optional "
      "`kernels` package for 4-bit inference on CPUs with AVX-512 BF16; this project quantizes on CUDA only "
      "(PolicyConfig.quantization_bits refuses a CPU)"),
+    ("lightning.pytorch.utilities.rank_zero", "The following callbacks returned in `LightningModule.configure_callbacks`"
+     " will override existing callbacks passed to Trainer: AspectSelection, RewardComposition", "a test run by the "
+     "trainer right after fit (--test_after_fit) re-installs the PPO module's own two callbacks over themselves"),
+]
+
+# (logger, message prefix, why): shown the first time, then dropped.
+LOG_ONCE = [
+    ("bitsandbytes.autograd._functions", "MatMul8bitLt: inputs will be cast from", "LLM.int8 multiplies in float16 "
+     "by design and bitsandbytes says so on every 8-bit matrix product (hundreds of lines per rollout)"),
 ]
 
 # (message regex, why it is harmless here); any warning category.
@@ -51,20 +60,26 @@ def debug_requested() -> bool:
 
 
 class _DropPrefix(logging.Filter):
-    def __init__(self, prefix: str) -> None:
+    """Drops the records whose message starts with ``prefix``; with ``once``, all but the first."""
+
+    def __init__(self, prefix: str, once: bool = False) -> None:
         super().__init__()
-        self.prefix = prefix
+        self.prefix, self.once, self.seen = prefix, once, False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefix)
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        first, self.seen = not self.seen, True
+        return self.once and first
 
 
 def quiet_library_noise() -> None:
-    """Install the filters of ``LOG_NOISE`` and ``WARNING_NOISE`` (idempotent)."""
-    for name, prefix, _ in LOG_NOISE:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropPrefix) and f.prefix == prefix for f in logger.filters):
-            logger.addFilter(_DropPrefix(prefix))
+    """Install the filters of ``LOG_NOISE``, ``LOG_ONCE`` and ``WARNING_NOISE`` (idempotent)."""
+    for entries, once in ((LOG_NOISE, False), (LOG_ONCE, True)):
+        for name, prefix, _ in entries:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _DropPrefix) and f.prefix == prefix for f in logger.filters):
+                logger.addFilter(_DropPrefix(prefix, once))
     for pattern, _ in WARNING_NOISE:
         warnings.filterwarnings("ignore", message=pattern)
 

@@ -145,6 +145,12 @@ def test_known_library_noise_is_filtered_narrowly():
         noise = logger.makeRecord(name, logging.INFO, __file__, 1, prefix + " something", None, None)
         other = logger.makeRecord(name, logging.WARNING, __file__, 1, "a real problem", None, None)
         assert not logger.filter(noise) and logger.filter(other)
+    for name, prefix, _ in console.LOG_ONCE:  # shown the first time only
+        logger = logging.getLogger(name)
+        records = [logger.makeRecord(name, logging.WARNING, __file__, 1, prefix + " x", None, None) for _ in range(3)]
+        filters = [f for f in logger.filters if getattr(f, "prefix", None) == prefix]
+        filters[0].seen = False  # as in a fresh process
+        assert [bool(logger.filter(r)) for r in records] == [True, False, False]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # what pytest does; our filters must still drop the known noise
         console.quiet_library_noise()

@@ -115,7 +115,7 @@ def test_consistency_chart_has_a_legend():
     figure = consistency_figure({"grammar": {"inconsistency": 0.2}, "spelling": {"inconsistency": 0.4},
                                  "length": {"inconsistency": 0.1}})
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
-    assert legend == ["most consistent aspect (selected)", "other aspects", "length (reference, never selected)"]
+    assert legend == ["most consistent aspect (would be selected)", "other aspects", "length (reference, never selected)"]
     from matplotlib.colors import to_rgba
 
     bars = figure.axes[0].patches  # lowest first: length (10 %, hatched, never selected), grammar, spelling

@@ -97,7 +97,7 @@ def consistency_figure(consistency: dict, reference: str = LENGTH):
     axes.set_ylabel("inconsistency with H (%)")
     axes.set_ylim(0, max(values + [50.0]) * 1.35)  # head room for the legend
     axes.set_title("Inconsistency with the holistic reward")
-    legend = [Patch(facecolor="tab:green", edgecolor="black", label="most consistent aspect (selected)"),
+    legend = [Patch(facecolor="tab:green", edgecolor="black", label="most consistent aspect (would be selected)"),
               Patch(facecolor="tab:gray", edgecolor="black", label="other aspects")]
     if reference in names:
         legend.append(Patch(facecolor="tab:gray", edgecolor="black", hatch="//",

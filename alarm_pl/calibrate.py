@@ -101,8 +101,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Entry point; ``argv`` defaults to ``sys.argv[1:]`` (tests pass a list). Prints the snippets to stdout."""
     from alarm_pl.cli import build_cli
 
+    args = None if argv is None else list(argv)  # None: LightningCLI reads sys.argv (and does not warn about both)
     argv = list(sys.argv[1:] if argv is None else argv)
-    cli = build_cli(CalibrateCLI, argv, run=False, prog="python -m alarm_pl.calibrate")
+    cli = build_cli(CalibrateCLI, args, run=False, prog="python -m alarm_pl.calibrate")
     module, datamodule = cli.model, cli.datamodule
     num_prompts, ckpt_path = cli.config["num_prompts"], cli.config["ckpt_path"]
     if num_prompts < 2:

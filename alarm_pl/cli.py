@@ -25,7 +25,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from alarm_pl.console import (quiet_checkpoint_dirpath_warning, quiet_eval_mode_warning, quiet_library_noise,
                               run_command)
-from alarm_pl.outputs import OutputTracker, name_evaluation_run, summary_lines
+from alarm_pl.outputs import OutputTracker, check_checkpoint, name_evaluation_run, summary_lines
 
 
 class ALaRMCLI(LightningCLI):
@@ -47,6 +47,7 @@ class ALaRMCLI(LightningCLI):
     # ------------------------------------------------------------------ what the terminal shows
     def before_instantiate_classes(self) -> None:
         if self.subcommand in ("validate", "test"):
+            check_checkpoint(self.config[self.subcommand].get("ckpt_path"), self.subcommand)
             name_evaluation_run(self.config[self.subcommand], self.subcommand)
 
     def instantiate_trainer(self, **kwargs):

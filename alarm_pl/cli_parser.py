@@ -86,7 +86,7 @@ def explain_parse_error(message: str, parser=None) -> str:
     option for an unknown one (looked up in ``parser`` at the top level, in the class's arguments below a
     ``class_path``), the closest allowed value for a ``Literal``; the message itself when it has no known shape."""
     lines = [line.strip() for line in message.splitlines()]
-    prefix = [m.group(1) for line in lines for m in [_KEY.match(line)] if m and not line.endswith(" is not accepted")]
+    prefix = [m.group(1) for line in lines for m in [_KEY.match(line)] if m]
     classes = [m.group(1) for line in lines for m in [_CLASS.search(line)] if m]
     for pattern in _UNKNOWN:
         found = next((m for line in lines for m in [pattern.search(line)] if m), None)

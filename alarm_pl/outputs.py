@@ -46,6 +46,16 @@ def unique_name(root: str, name: str) -> str:
     return candidate
 
 
+def check_checkpoint(ckpt_path: Optional[str], subcommand: str) -> None:
+    """Refuse a local ``--ckpt_path`` that is no file before anything is built or any directory is made (Lightning's
+    keywords ``last``/``best``/``hpc``/``registry`` and remote URLs are left to Lightning)."""
+    if not ckpt_path or "://" in ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
+        return
+    if not os.path.isfile(ckpt_path):
+        raise FileNotFoundError(f"{subcommand} --ckpt_path {ckpt_path}: no such file (a checkpoint is written under "
+                                "<run dir>/checkpoints/; every fit prints the one it wrote at its end)")
+
+
 def name_evaluation_run(config: Any, subcommand: str) -> Optional[str]:
     """Give a ``validate``/``test`` run its own named directory (see the module docstring) by setting the logger's
     ``version`` in the parsed ``config`` of the subcommand (a jsonargparse Namespace), before it is instantiated.

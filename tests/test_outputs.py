@@ -36,6 +36,13 @@ def test_names_are_never_reused(tmp_path):
     assert unique_name(str(tmp_path), "test-x") == "test-x-3"
 
 
+def test_a_missing_checkpoint_is_refused_before_any_directory_is_made(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["alarm_pl"])
+    with pytest.raises(FileNotFoundError, match=r"test --ckpt_path .*nothere.ckpt: no such file"):
+        cli_main(["test", *_common(tmp_path), "--ckpt_path", str(tmp_path / "nothere.ckpt")])
+    assert not (tmp_path / "logs").exists()
+
+
 def test_lightnings_default_logger_is_named_too(tmp_path):
     config = Namespace(ckpt_path=None, trainer=Namespace(logger=True, default_root_dir=str(tmp_path)))
     assert name_evaluation_run(config, "validate") == "validate-starting-policy"

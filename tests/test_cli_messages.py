@@ -30,13 +30,17 @@ def test_null_reaches_optional_fields_at_every_depth():
                     "--model.holistic.init_args.normalizer", "null",  # a class inside the module's class
                     "--data.eval_batch_size", "8", "--data.init_args.eval_batch_size", "null",  # the later wins
                     "--model.max_prompt_length", "None"], run=False)
-    module = cli.model
+    module, config = cli.model, yaml.safe_load((CONFIGS / "tiny_mt.yaml").read_text())
+    ppo, policy = config["model"]["init_args"]["ppo"], config["model"]["init_args"]["policy"]
+    batch_size = config["data"]["init_args"]["batch_size"]
+    assert ppo["target_kl"] is not None and policy["lora_target_modules"]  # the overrides change something
     assert module.ppo_config.target_kl is None and module.policy.config.lora_target_modules is None
     assert module.scoring.holistic_scorer.normalizer is None and module.max_prompt_length is None
-    assert cli.config.data.init_args.eval_batch_size is None and cli.datamodule.eval_batch_size == 64  # = batch
+    assert cli.config.data.init_args.eval_batch_size is None and cli.datamodule.eval_batch_size == batch_size
     # every other value of those groups keeps the config's (the override merges, it does not replace the group)
-    assert module.ppo_config.ppo_epochs == 4 and module.ppo_config.lam == 1.0 and module.policy.config.lora_r == 16
-    assert module.scoring.holistic_scorer.metric == "chrf" and cli.datamodule.batch_size == 64
+    assert module.ppo_config.ppo_epochs == ppo["ppo_epochs"] and module.ppo_config.lam == ppo["lam"]
+    assert module.policy.config.lora_r == policy["lora_r"] and cli.datamodule.batch_size == batch_size
+    assert module.scoring.holistic_scorer.metric == config["model"]["init_args"]["holistic"]["init_args"]["metric"]
 
 
 def _parse_error(args, capsys) -> list[str]:

@@ -3,14 +3,17 @@ and ``test`` get a directory named after what they evaluate instead of the next 
 checkpoint writes ``test-stepN.jsonl`` with ``"step": N``; the progress bar counts rollouts and shows reward, KL and
 length."""
 
+import io
 import json
+import logging
 import re
+import sys
 from pathlib import Path
 
 import pytest
 from jsonargparse import Namespace
 
-from alarm_pl.callbacks.progress import bar_metrics
+from alarm_pl.callbacks.progress import LIGHTNING_LOGGER, RunProgressBar, bar_metrics
 from alarm_pl.cli import cli_main
 from alarm_pl.eval.cli import main as compare_main
 from alarm_pl.outputs import evaluated_source, name_evaluation_run, summary_lines, unique_name
@@ -66,6 +69,30 @@ def test_the_bar_shows_what_a_ppo_user_watches():
     assert bar_metrics(metrics, ppo=True, extra={"v_num": 0, "mine": 1.0}) == {
         "reward": "41.2", "kl": "0.0312", "len": "14.2", "mine": 1.0}
     assert bar_metrics(metrics, ppo=False, extra={"train/loss": 3.0}) == {"loss": "3"}  # shown once
+
+
+def test_a_message_during_training_gets_its_own_line_above_the_bar(monkeypatch):
+    """Lightning's console messages (the aspect selection's result) used to be glued to the end of the bar's line."""
+    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+    from lightning.pytorch.utilities import rank_zero_info
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    lightning_log = logging.getLogger(LIGHTNING_LOGGER)
+    monkeypatch.setattr(lightning_log, "handlers", [logging.StreamHandler(sys.stderr)])  # Lightning's default
+    progress = RunProgressBar()
+    progress._train_progress_bar = Tqdm(total=3, file=terminal, desc="rollouts")
+    progress._train_progress_bar.update(1)
+    progress._redirect_console_log(True)
+    rank_zero_info("AspectSelection: active aspects ['grammar']")
+    progress._redirect_console_log(False)
+    shown = terminal.getvalue()
+    assert "\rAspectSelection: active aspects ['grammar']\n\rrollouts:  33%" in shown  # bar cleared, message, bar
+    assert [type(h) for h in lightning_log.handlers] == [logging.StreamHandler]  # restored after training
+
+    monkeypatch.setattr(lightning_log, "handlers", [])  # an application that routes Lightning's log elsewhere
+    progress._redirect_console_log(True)
+    assert lightning_log.handlers == [] and progress._log_redirect is None  # left alone: no second copy
 
 
 def _common(tmp_path):

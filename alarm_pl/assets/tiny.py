@@ -167,13 +167,14 @@ def _supervised_warm_start(start_dir: str, spec: TinySpec, out_dir: Path) -> Non
     module = SFTModule(policy=PolicyConfig(model_name_or_path=start_dir, lora_r=0),
                        optimizer=functools.partial(torch.optim.AdamW, lr=spec.sft_lr), max_prompt_length=None,
                        max_target_length=None)
-    trainer = pl.Trainer(accelerator="cpu", strategy=SingleDeviceStrategy(torch.device("cpu")), max_steps=spec.sft_steps,
-                         max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     lightning_log = logging.getLogger("lightning.pytorch")
     level = lightning_log.level
-    lightning_log.setLevel(logging.WARNING)  # no "GPU available" banner in the middle of the caller's run
+    lightning_log.setLevel(logging.WARNING)  # no "GPU available" banner (printed by Trainer()) in the caller's run
     try:
+        trainer = pl.Trainer(accelerator="cpu", strategy=SingleDeviceStrategy(torch.device("cpu")),
+                             max_steps=spec.sft_steps, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
+                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PossibleUserWarning)  # few workers, small batches: expected here
             for expected in ("You have overridden `transfer_batch_to_device`", r"`isinstance\(treespec, LeafSpec\)`"):

@@ -5,16 +5,23 @@ oriented value, ``train/holistic_raw``), its KL to the reference policy (``train
 response length (``train/response_length``). Other modules (SFT): ``steps: k/N`` with ``train/loss``. Lightning's
 default bar counts the batches of each epoch (``Epoch 3/-2`` when ``max_epochs`` is -1), which says nothing to a PPO
 run, and shows the logger's version number (``v_num``); this one shows neither. Metrics a module adds with
-``prog_bar=True`` are shown after these.
+``prog_bar=True`` are shown after these. While the bar is shown, Lightning's console messages (``rank_zero_info``, e.g.
+the aspect selection's result) go through ``tqdm.write``: each on its own line above the bar, not glued to its end.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
+from contextlib import AbstractContextManager
 from typing import Any, Optional
 
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
+LIGHTNING_LOGGER = "lightning.pytorch"  # rank_zero_info's logger; its console handler: lightning/pytorch/__init__.py
 PPO_METRICS = {"reward": "train/holistic_raw", "kl": "train/kl", "len": "train/response_length"}
 STEP_METRICS = {"loss": "train/loss"}
 
@@ -47,11 +54,22 @@ def bar_metrics(callback_metrics: dict, ppo: bool, extra: dict) -> dict[str, str
     return shown
 
 
+def _has_console_handler(name: str = LIGHTNING_LOGGER) -> bool:
+    """Whether the logger writes to the terminal itself (Lightning's default); otherwise its records go wherever the
+    application sent them, and are left there."""
+    return any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr, sys.__stdout__,
+                                                                     sys.__stderr__)
+               for h in logging.getLogger(name).handlers)
+
+
 class RunProgressBar(TQDMProgressBar):
     """A TQDM progress bar over the run's rollouts (PPO) or optimizer steps (see the module docstring)."""
 
+    _log_redirect: Optional[AbstractContextManager] = None
+
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
+        self._redirect_console_log(True)
         bar = self.train_progress_bar
         bar.reset(total=run_total(trainer))
         bar.initial = trainer.global_step  # a resumed run continues where it stopped
@@ -72,6 +90,23 @@ class RunProgressBar(TQDMProgressBar):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not self.train_progress_bar.disable:
             self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._redirect_console_log(False)
+        super().on_train_end(trainer, pl_module)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._redirect_console_log(False)
+        super().on_exception(trainer, pl_module, exception)
+
+    def _redirect_console_log(self, on: bool) -> None:
+        """Route Lightning's console handler through ``tqdm.write`` while the bar is shown (``on``), or restore it."""
+        if on and self._log_redirect is None and not self.train_progress_bar.disable and _has_console_handler():
+            self._log_redirect = logging_redirect_tqdm([logging.getLogger(LIGHTNING_LOGGER)], tqdm_class=Tqdm)
+            self._log_redirect.__enter__()
+        elif not on and self._log_redirect is not None:
+            self._log_redirect.__exit__(None, None, None)
+            self._log_redirect = None
 
     def get_metrics(self, trainer, pl_module) -> dict:
         return bar_metrics(trainer.callback_metrics, _is_ppo(pl_module), super().get_metrics(trainer, pl_module))

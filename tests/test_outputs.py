@@ -110,6 +110,12 @@ def _summary(out: str) -> dict[str, str]:
             **{m.group(1): m.group(2) for line in tail[1:] for m in [re.match(r"  (\w+)\s+(.*)$", line)] if m}}
 
 
+def _paths(listing: str) -> list[str]:
+    """'DIR/a, b' (a summary line's files: the first with its folder, the next ones in the same folder) -> paths."""
+    first, *rest = listing.split(", ")
+    return [first, *(str(Path(first).parent / name) for name in rest)]
+
+
 def test_fit_and_test_say_where_their_outputs_went(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.argv", ["alarm_pl"])
     cli_main(["fit", *_common(tmp_path), "--trainer.max_steps", "2"])
@@ -119,7 +125,9 @@ def test_fit_and_test_say_where_their_outputs_went(tmp_path, capsys, monkeypatch
     summary = _summary(out)
     assert summary["run"] == str(run) and summary["checkpoints"] == str(ckpt)
     assert summary["logs"].startswith(str(run / "config.yaml")) and "metrics.csv" in summary["logs"]
-    assert summary["generations"].startswith(str(run / "generations" / "val-step000002.jsonl"))
+    # the trained policy's file and, at the first validation, the starting policy's (module.evaluate_baseline)
+    assert _paths(summary["generations"]) == [str(run / "generations" / f"val-{policy}step000002.jsonl")
+                                              for policy in ("baseline-", "")]
     assert "rollouts: 100%" in out and "2/2" in out and "reward=" in out and "kl=" in out and "len=" in out
     assert "v_num" not in out and "Epoch" not in out
 
@@ -129,7 +137,8 @@ def test_fit_and_test_say_where_their_outputs_went(tmp_path, capsys, monkeypatch
     tested = tmp_path / "logs" / "test-version_0-step000002"
     assert _summary(out)["run"] == str(tested)
     trained_file = tested / "generations" / "test-step000002.jsonl"  # the checkpoint's step, not 0
-    assert _summary(out)["generations"].startswith(str(trained_file))
+    assert _paths(_summary(out)["generations"]) == [str(tested / "generations" / "test-baseline-step000002.jsonl"),
+                                                    str(trained_file)]
     records = [json.loads(line) for line in trained_file.read_text().splitlines()]
     assert len(records) == 8 and {r["run"]["step"] for r in records} == {2}
     assert {r["run"]["checkpoint"] for r in records} == {str(ckpt)}

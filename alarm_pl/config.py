@@ -73,6 +73,15 @@ class GenerationConfig:
     """1.0 disables nucleus filtering."""
     eval_do_sample: bool = False
     """Decoding for validation/test generations (default greedy)."""
+    old_logprobs_from: Literal["auto", "generation", "forward"] = "auto"
+    """Where a rollout's old log-probs and values come from: ``generation`` reads them from ``generate``'s own steps
+    (the unprocessed logits' log-softmax and the trunk's hidden state: no second policy pass, ``models/sampling.py``);
+    ``forward`` runs the policy once more over the finished responses; ``auto`` takes generation's where the two
+    agree to float32 rounding (float32, unquantized policy, no autocast) and the forward elsewhere."""
+    merge_adapter: bool = True
+    """Fold the LoRA adapter into its base weights while generating (float32, unquantized base weights; not with a
+    tied, adapted output embedding): one matmul per adapted layer and decoding step instead of three. The base
+    weights are restored exactly afterwards."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.min_new_tokens > self.max_new_tokens:

@@ -38,6 +38,7 @@ from alarm_pl.eval.collector import EvalCollector
 from alarm_pl.eval.hooks import GenerationEvaluation
 from alarm_pl.eval.records import jsonable, run_identity
 from alarm_pl.models.policy import Generation, Policy
+from alarm_pl.models.sampling import SampledScores
 from alarm_pl.ppo import functional as F
 from alarm_pl.ppo.kl import AdaptiveKLController, FixedKLController
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
@@ -134,18 +135,26 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         self._log_rollout(rollout, stats)
 
     def make_rollout(self, batch: PromptBatch) -> Rollout:
-        """Generate responses for the prompts and compute everything PPO and the callbacks need."""
+        """Generate responses for the prompts and compute everything PPO and the callbacks need: the old log-probs and
+        values (from generation's own pass where that is exact, ``generation.old_logprobs_from``), the reference
+        log-probs, the scores."""
         times = {}
         start = time.perf_counter()
         query_ids, query_mask = self.policy.tokenize_prompts(batch.prompts, self.max_prompt_length, self.device)
         self.policy.no_dropout()
-        generated = self.policy.generate(query_ids, query_mask, self.generation_config, self.generation_config.do_sample)
+        cfg = self.generation_config
+        if self._old_from_generation():
+            generated, old = self.policy.generate_with_scores(query_ids, query_mask, cfg, cfg.do_sample)
+        else:
+            generated, old = self.policy.generate(query_ids, query_mask, cfg, cfg.do_sample), None
         response_ids, response_mask = generated
         times["time/generate"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        with torch.no_grad():
-            old = self.policy(query_ids, query_mask, response_ids, response_mask)
+        if old is None:
+            with torch.no_grad():
+                out = self.policy(query_ids, query_mask, response_ids, response_mask)
+            old = SampledScores(out.logprobs, out.values)
         ref_logprobs = self.policy.reference_logprobs(query_ids, query_mask, response_ids, response_mask)
         times["time/reference"] = time.perf_counter() - start
 
@@ -158,6 +167,11 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
                        ref_logprobs=ref_logprobs, values=old.values, scores=scored.scores,
                        holistic_name=self.scoring.holistic_scorer.name, holistic=scored.holistic,
                        aspect_rewards=scored.aspect_rewards, degenerate=scored.degenerate, stats=times)
+
+    def _old_from_generation(self) -> bool:
+        """``generation.old_logprobs_from``: generation's own scores, or a separate forward (``auto``: where exact)."""
+        source = self.generation_config.old_logprobs_from
+        return source == "generation" or (source == "auto" and self.policy.generation_scores_exact(self.device.type))
 
     @torch.no_grad()
     def score_prompts(self, batch: PromptBatch, do_sample: bool) -> tuple[Tensor, dict[str, Score]]:
@@ -236,7 +250,7 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         mask = rollout.response_mask[idx]
         critic_only = self.critic_warming_up
         out = self.policy(rollout.query_ids[idx], rollout.query_mask[idx], rollout.response_ids[idx], mask,
-                          trunk_grad=not critic_only)
+                          trunk_grad=not critic_only, entropy_grad=cfg.entropy_coef != 0)
         pg_loss, pg_stats = F.policy_loss(out.logprobs, rollout.old_logprobs[idx], advantages[idx], mask, cfg.clip_range)
         vf_loss, vf_stats = F.value_loss(out.values, rollout.values[idx], returns[idx], mask, cfg.value_clip_range)
         entropy = F.masked_mean(out.entropy, mask)

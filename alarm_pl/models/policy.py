@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from alarm_pl.config import GenerationConfig, PolicyConfig
 from alarm_pl.models.loading import (quantization_config, resolve_model_reference, resolve_pretrained,
                                      torch_dtype_from_str)
+from alarm_pl.models.passes import hf_model, response_logits_and_hidden
+from alarm_pl.models.sampling import SampledScores, StepRecorder, merged_adapter, scores_are_exact
 from alarm_pl.ppo.functional import entropy_from_logits, logprobs_from_logits
 
 REFERENCE_ADAPTER = "reference"
@@ -178,11 +180,13 @@ class Policy(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor,
-                trunk_grad: bool = True) -> PolicyOutput:
+                trunk_grad: bool = True, entropy_grad: bool = True) -> PolicyOutput:
         """Log-probs, values and entropy of the given responses, each (B, T), exactly 0 on padding.
 
         ``trunk_grad=False`` runs the language model without autograd, so that a loss on the values trains the value
-        head alone (the critic warm-up: the policy does not move).
+        head alone (the critic warm-up: the policy does not move). ``entropy_grad=False`` computes the entropy without
+        autograd: a statistic only (PPO without an entropy bonus), whose backward through the (B, T, V) softmax would
+        be wasted.
         """
         with torch.set_grad_enabled(trunk_grad and torch.is_grad_enabled()):
             logits, hidden = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask)
@@ -191,31 +195,21 @@ class Policy(nn.Module):
         if self.config.value_head_detached:
             hidden = hidden.detach()
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1) * mask  # (B, T)
-        entropy = entropy_from_logits(logits) * mask
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            entropy = entropy_from_logits(logits) * mask
         return PolicyOutput(logprobs.float(), values.float(), entropy.float())
 
-    def _logits_and_hidden(self, query_ids, query_mask, response_ids, response_mask, model=None) -> tuple[Tensor, Tensor]:
-        """(B, T, V) logits predicting each response token and (B, T, H) the trunk's hidden state there."""
-        model = self.model if model is None else model
+    def _logits_and_hidden(self, query_ids, query_mask, response_ids, response_mask, model=None,
+                           want_hidden: bool = True) -> tuple[Tensor, Tensor | None]:
+        """(B, T, V) logits predicting each response token and (B, T, H) the trunk's hidden state there
+        (``passes.response_logits_and_hidden``)."""
         response_ids = response_ids.masked_fill(~response_mask.bool(), self.tokenizer.pad_token_id)
-        if self.is_seq2seq:
-            start = self._base_config().decoder_start_token_id
-            decoder_in = torch.cat([torch.full_like(response_ids[:, :1], start), response_ids[:, :-1]], dim=1)
-            decoder_mask = torch.cat([torch.ones_like(response_mask[:, :1]), response_mask[:, :-1]], dim=1)
-            out = model(input_ids=query_ids, attention_mask=query_mask.long(), decoder_input_ids=decoder_in,
-                             decoder_attention_mask=decoder_mask.long(), output_hidden_states=True)
-            return out.logits, out.decoder_hidden_states[-1]
-        input_ids = torch.cat([query_ids, response_ids], dim=1)  # (B, P+T)
-        attention = torch.cat([query_mask, response_mask], dim=1).long()
-        positions = (attention.cumsum(dim=1) - 1).clamp(min=0)  # left padding must not shift positions
-        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                         output_hidden_states=True)
-        prompt_len, length = query_ids.shape[1], response_ids.shape[1]
-        # position P-1+t predicts response token t
-        return out.logits[:, prompt_len - 1: prompt_len - 1 + length], out.hidden_states[-1][:, prompt_len - 1: prompt_len - 1 + length]
+        start = self._base_config().decoder_start_token_id if self.is_seq2seq else None
+        return response_logits_and_hidden(self.model if model is None else model, query_ids, query_mask,
+                                          response_ids, response_mask, self.is_seq2seq, start, want_hidden)
 
     def _base_config(self):
-        return self.model.config if not hasattr(self.model, "get_base_model") else self.model.get_base_model().config
+        return hf_model(self.model).config
 
     @property
     def decoder_start_token_id(self) -> int:
@@ -258,16 +252,35 @@ class Policy(nn.Module):
     def reference_logprobs(self, query_ids, query_mask, response_ids, response_mask) -> Tensor:
         """(B, T) log π_ref of the response tokens, 0 on padding."""
         if self.reference_model is not None:
-            logits, _ = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask, self.reference_model)
+            logits, _ = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask,
+                                                self.reference_model, want_hidden=False)
         else:
             with self.reference_mode():
-                logits, _ = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask)
+                logits, _ = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask,
+                                                    want_hidden=False)
         return (logprobs_from_logits(logits, response_ids.masked_fill(~response_mask.bool(), 0)) * response_mask).float()
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(self, query_ids: Tensor, query_mask: Tensor, config: GenerationConfig, do_sample: bool) -> Generation:
         """Sample (or greedily decode) responses; returns right-padded ids with the EOS kept as last real token."""
+        return self._generate(query_ids, query_mask, config, do_sample, record=False)[0]
+
+    @torch.no_grad()
+    def generate_with_scores(self, query_ids: Tensor, query_mask: Tensor, config: GenerationConfig,
+                             do_sample: bool) -> tuple[Generation, SampledScores]:
+        """``generate``, plus the sampled tokens' log-probs and values read from generation's own pass
+        (``models/sampling.py``): what ``forward`` would give on the responses, without running it, where
+        ``generation_scores_exact`` holds."""
+        generated, scores = self._generate(query_ids, query_mask, config, do_sample, record=True)
+        return generated, scores
+
+    def generation_scores_exact(self, device_type: str) -> bool:
+        """Whether ``generate_with_scores`` equals ``forward`` up to float32 rounding here (``scores_are_exact``)."""
+        return scores_are_exact(hf_model(self.model).dtype, self.config.quantization_bits is not None, device_type)
+
+    def _generate(self, query_ids: Tensor, query_mask: Tensor, config: GenerationConfig, do_sample: bool,
+                  record: bool) -> tuple[Generation, SampledScores | None]:
         tok = self.tokenizer
         kwargs = dict(max_new_tokens=config.max_new_tokens, min_new_tokens=config.min_new_tokens or None,
                       do_sample=do_sample, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
@@ -275,11 +288,18 @@ class Policy(nn.Module):
             kwargs.update(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
         else:
             kwargs.update(temperature=None, top_k=None, top_p=None)
-        out = self.model.generate(input_ids=query_ids, attention_mask=query_mask.long(), **kwargs)
+        base = hf_model(self.model)
+        recorder = (StepRecorder(base, base.get_decoder(), "decoder_input_ids" if self.is_seq2seq else "input_ids")
+                    if record else contextlib.nullcontext())
+        fold = (config.merge_adapter and self.config.lora_r > 0 and self.config.quantization_bits is None
+                and base.dtype == torch.float32)  # in lower precision W + ΔW would round ΔW away
+        with (merged_adapter(self.model) if fold else contextlib.nullcontext()), recorder:
+            out = self.model.generate(input_ids=query_ids, attention_mask=query_mask.long(), **kwargs)
         ids = out[:, 1:] if self.is_seq2seq else out[:, query_ids.shape[1]:]  # drop decoder start / prompt
         mask = response_mask_from_ids(ids, tok.eos_token_id)
         ids = ids.masked_fill(~mask, tok.pad_token_id)
-        return Generation(ids, mask)
+        scores = recorder.finish(ids, mask, self.value_head) if record else None
+        return Generation(ids, mask), scores
 
     def tokenize_prompts(self, prompts: list[str], max_length: int | None, device: torch.device) -> tuple[Tensor, Tensor]:
         """(B, P) ids and bool mask of the prompts, padded on the side the architecture needs."""

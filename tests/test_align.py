@@ -127,6 +127,23 @@ def test_decode_batch_with_right_padding(tokenizers):
     assert decode_with_spans(tok, []) == ("", [])
 
 
+def test_spans_are_decoded_only_when_read(tokenizers, monkeypatch):
+    import alarm_pl.rewards.align as align
+
+    tok = tokenizers["sentencepiece"]
+    rows = [tok("el perro come pan").input_ids, tok("la niña").input_ids]
+    ids = torch.tensor([rows[0], rows[1] + [tok.pad_token_id] * (len(rows[0]) - len(rows[1]))])
+    mask = torch.tensor([[True] * len(rows[0]), [True] * len(rows[1]) + [False] * (len(rows[0]) - len(rows[1]))])
+    calls = []
+    decode = align.decode_with_spans
+    monkeypatch.setattr(align, "decode_with_spans", lambda t, r: calls.append(list(r)) or decode(t, r))
+    texts, spans = decode_batch_with_spans(tok, ids, mask)
+    assert texts == [tok.decode(r, skip_special_tokens=True) for r in rows] and calls == []
+    assert spans[1] == decode(tok, rows[1])[1] and calls == [rows[1]]
+    assert spans[1] is spans[1] and len(calls) == 1  # computed once
+    assert list(spans) == [decode(tok, r)[1] for r in rows] and len(spans) == 2
+
+
 SPANS = [(0, 3), (3, 3), (3, 7), (7, 8), (7, 8), (8, 12), (12, 12)]  # "The| |cat|ñ(2 bytes)| sat|eos" style
 
 

@@ -11,7 +11,7 @@ from transformers import (AutoTokenizer, BertConfig, BertForTokenClassification,
                           GPT2ForSequenceClassification, GPT2Model)
 
 from alarm_pl.models.reward_model import (ULTRARM_KEY_MAPPING, FrozenRewardModel, format_template,
-                                          unused_token_id)
+                                          length_ordered_batches, unused_token_id)
 from alarm_pl.rewards.base import ScorerError, ScoringInput
 from alarm_pl.rewards.holistic import RewardModelScorer
 from alarm_pl.assets.tokenizer_builders import train_byte_bpe
@@ -68,6 +68,13 @@ def test_batched_scores_equal_unpadded_reference(tmp_path, padding_side, pad):
     assert scores.shape == (5,)
     torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.cat([rm.score_texts([t]) for t in TEXTS]), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_length_ordered_batches():
+    texts = ["aaaaa", "a", "aaa", "aa", "aaaa"]
+    assert length_ordered_batches(texts, 2) == [[1, 3], [2, 4], [0]]  # lengths 1,2 | 3,4 | 5
+    assert length_ordered_batches(texts, 5) == [[0, 1, 2, 3, 4]]  # one batch keeps the callers' order
+    assert length_ordered_batches([], 4) == []
 
 
 def test_pad_equal_to_a_real_token_still_reads_last_token(tmp_path):

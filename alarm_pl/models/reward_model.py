@@ -15,7 +15,8 @@ Two kinds of Hugging Face heads are supported:
   text is ``str.split()`` into words and tokenized with ``is_split_into_words=True``, every word with a prefix space).
 
 Inputs longer than ``max_length`` are truncated on the *left*: the response, at the end of the template, is what a
-reward model must see.
+reward model must see. When a call holds more texts than ``batch_size``, texts of similar length share a batch
+(``length_ordered_batches``); results come back in the callers' order.
 """
 
 from __future__ import annotations
@@ -116,6 +117,20 @@ def model_input_limit(model: "torch.nn.Module", tokenizer) -> int:
     limits.append(getattr(tokenizer, "model_max_length", None))
     known = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
     return min(known) if known else 1_000_000
+
+
+def length_ordered_batches(texts: list[str], size: int) -> list[list[int]]:
+    """Indices of ``texts`` in batches of at most ``size``, texts of similar length together (by characters, a close
+    proxy of tokens that needs no extra tokenizer pass), so that each padded batch wastes little on padding. One
+    batch, in the original order, when everything fits in one.
+
+    Returns:
+        Batches of indices covering ``range(len(texts))`` exactly once.
+    """
+    if len(texts) <= size:
+        return [list(range(len(texts)))] if texts else []
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[start:start + size] for start in range(0, len(order), size)]
 
 
 class FrozenRewardModel:
@@ -227,18 +242,17 @@ class FrozenRewardModel:
         """
         if self.kind != "sequence":
             raise ValueError("score_texts needs a sequence reward model (kind='sequence')")
-        size = batch_size or self.batch_size
-        scores = []
-        for start in range(0, len(texts), size):
-            enc = self._encode(texts[start:start + size], max_length or self.max_length)
+        scores = torch.zeros(len(texts))
+        for batch in length_ordered_batches(texts, batch_size or self.batch_size):
+            enc = self._encode([texts[i] for i in batch], max_length or self.max_length)
             mask = enc["attention_mask"]  # (b, L)
             pad_id = unused_token_id(enc["input_ids"], mask, self.tokenizer.pad_token_id)
             ids = enc["input_ids"].masked_fill(mask == 0, pad_id)  # (b, L)
             self.model.config.pad_token_id = pad_id
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
-            scores.append(out.logits[:, 0].float().cpu())  # (b,)
+            scores[batch] = out.logits[:, 0].float().cpu()  # (b,)
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        return torch.cat(scores) if scores else torch.zeros(0)
+        return scores
 
     @torch.no_grad()
     def token_logits(self, texts: list[str], batch_size: Optional[int] = None,
@@ -246,15 +260,14 @@ class FrozenRewardModel:
         """Per-token logits and character offsets of each (already formatted) text; see ``TokenLogits``."""
         if self.kind != "token":
             raise ValueError("token_logits needs a token-classification reward model (kind='token')")
-        size = batch_size or self.batch_size
-        results: list[TokenLogits] = []
-        for start in range(0, len(texts), size):
-            enc = self._encode(texts[start:start + size], max_length or self.max_length, offsets=True)
+        results: list[TokenLogits | None] = [None] * len(texts)
+        for batch in length_ordered_batches(texts, batch_size or self.batch_size):
+            enc = self._encode([texts[i] for i in batch], max_length or self.max_length, offsets=True)
             mask = enc["attention_mask"]  # (b, L)
             out = self.model(input_ids=enc["input_ids"].to(self.device), attention_mask=mask.to(self.device))
             logits = out.logits.float().cpu()  # (b, L, C)
             for row, length in enumerate(mask.sum(dim=1).tolist()):
-                results.append(TokenLogits(logits[row, :length], enc["offset_mapping"][row, :length].long()))
+                results[batch[row]] = TokenLogits(logits[row, :length], enc["offset_mapping"][row, :length].long())
         return results
 
     @torch.no_grad()
@@ -272,10 +285,9 @@ class FrozenRewardModel:
             raise ValueError("the reward model's tokenizer has add_prefix_space=False, but word-split input needs it "
                              "(FineGrainedRLHF trains with add_prefix_space=True); set \"add_prefix_space\": true in "
                              "its tokenizer_config.json")
-        size = batch_size or self.batch_size
-        results: list[WordLogits] = []
-        for start in range(0, len(words), size):
-            enc = self.tokenizer(words[start:start + size], is_split_into_words=True, padding=True, truncation=True,
+        results: list[WordLogits | None] = [None] * len(words)
+        for batch in length_ordered_batches([" ".join(w) for w in words], batch_size or self.batch_size):
+            enc = self.tokenizer([words[i] for i in batch], is_split_into_words=True, padding=True, truncation=True,
                                  max_length=max_length or self.max_length, return_tensors="pt")
             mask = enc["attention_mask"]  # (b, L)
             out = self.model(input_ids=enc["input_ids"].to(self.device), attention_mask=mask.to(self.device))
@@ -283,5 +295,5 @@ class FrozenRewardModel:
             for row, length in enumerate(mask.sum(dim=1).tolist()):
                 ids = [-1 if w is None else w for w in enc.word_ids(row)]
                 word_ids = torch.tensor(ids, dtype=torch.long)  # (L_padded,), right padding
-                results.append(WordLogits(logits[row, :length], word_ids[:length]))
+                results[batch[row]] = WordLogits(logits[row, :length], word_ids[:length])
         return results

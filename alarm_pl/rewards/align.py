@@ -124,9 +124,39 @@ def decode_with_spans(tokenizer, ids: Sequence[int], context: int = 4) -> tuple[
     return text, spans
 
 
+class LazyTokenSpans(Sequence[list[Span]]):
+    """Each response's token spans (``decode_with_spans``), computed the first time a scorer reads them.
+
+    Decoding a response token by token costs two tokenizer decodes per token; scorers that read only the text (a
+    reward model, chrF) never ask for the spans, so they never pay for them.
+
+    Args:
+        tokenizer: the policy's tokenizer.
+        rows: each response's real token ids.
+    """
+
+    def __init__(self, tokenizer, rows: list[list[int]]) -> None:
+        self.tokenizer, self.rows = tokenizer, rows
+        self._spans: list[list[Span] | None] = [None] * len(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if self._spans[index] is None:
+            self._spans[index] = decode_with_spans(self.tokenizer, self.rows[index])[1]
+        return self._spans[index]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+
 def decode_batch_with_spans(tokenizer, response_ids: Tensor,
-                            response_mask: Tensor) -> tuple[list[str], list[list[Span]]]:
-    """``decode_with_spans`` for a right-padded batch.
+                            response_mask: Tensor) -> tuple[list[str], Sequence[list[Span]]]:
+    """Texts and token spans (``decode_with_spans``) of a right-padded batch: the texts decoded in one batched call,
+    the spans computed on first access (``LazyTokenSpans``).
 
     Args:
         tokenizer: the policy's tokenizer.
@@ -137,8 +167,8 @@ def decode_batch_with_spans(tokenizer, response_ids: Tensor,
         B decoded texts and, for each, ``response_mask[i].sum()`` spans.
     """
     lengths = response_mask.bool().sum(dim=1).tolist()  # (B,)
-    rows = [decode_with_spans(tokenizer, response_ids[i, :n].tolist()) for i, n in enumerate(lengths)]
-    return [text for text, _ in rows], [spans for _, spans in rows]
+    rows = [row[:n] for row, n in zip(response_ids.tolist(), lengths)]
+    return tokenizer.batch_decode(rows, skip_special_tokens=True), LazyTokenSpans(tokenizer, rows)
 
 
 def tokens_overlapping(token_spans: Sequence[Span], start: int, end: int) -> list[int]:

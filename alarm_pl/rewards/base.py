@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +43,8 @@ class ScoringInput:
         response_ids: (B, T) long, right-padded policy response token ids.
         response_mask: (B, T) bool, ``True`` on real tokens; response i has ``response_mask[i].sum()`` tokens.
         token_spans: for each response, one ``(start, end)`` character span in ``responses[i]`` per real token
-            (``len(token_spans[i]) == response_mask[i].sum()``); see ``alarm_pl.rewards.align``.
+            (``len(token_spans[i]) == response_mask[i].sum()``); see ``alarm_pl.rewards.align`` (the pipeline passes
+            a ``LazyTokenSpans``, which decodes a response's spans only when a scorer reads them).
     """
 
     prompts: list[str]
@@ -52,7 +53,7 @@ class ScoringInput:
     metadata: list[dict]
     response_ids: Tensor
     response_mask: Tensor
-    token_spans: list[list[Span]]
+    token_spans: Sequence[list[Span]]
 
     @property
     def lengths(self) -> Tensor:

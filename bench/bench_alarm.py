@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import RolloutTiming, report, summarise  # noqa: E402
+from benchlib import PhaseCpuClock, RolloutTiming, report, summarise  # noqa: E402
 
 
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -39,29 +39,48 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, overrides
 
 
-def make_timer_callback():
+def instrument(module, clock: PhaseCpuClock) -> None:
+    """Count CPU seconds per phase by wrapping the calls that make up each phase of ``make_rollout`` and the update
+    (the module's own ``train/time/*`` timers give the wall seconds)."""
+    import torch
+
+    policy = module.policy
+    clock.wrap(policy, "tokenize_prompts", "generate")
+    clock.wrap(policy, "generate", "generate")
+    clock.wrap(policy, "generate_with_scores", "generate")
+    clock.wrap(policy, "forward", lambda: None if torch.is_grad_enabled() else "reference")  # old log-probs + values
+    clock.wrap(policy, "reference_logprobs", "reference")
+    clock.wrap(module, "_decode_and_score", "score")
+    clock.wrap(module, "ppo_update", "update")
+
+
+def make_timer_callback(clock: PhaseCpuClock):
     """A Lightning callback collecting one ``RolloutTiming`` per training step (defined here: lightning is heavy)."""
     import lightning.pytorch as pl
 
     class RolloutTimer(pl.Callback):
-        """Records per-phase seconds from the logged ``train/time/*`` metrics and the wall time per rollout."""
+        """Records per-phase seconds from the logged ``train/time/*`` metrics, the wall and CPU time per rollout and
+        the CPU seconds per phase of ``clock``."""
 
         def __init__(self) -> None:
             self.rollouts: list[RolloutTiming] = []
             self._last: float | None = None
+            self._last_cpu: float | None = None
 
         def on_train_start(self, trainer, pl_module) -> None:
-            self._last = time.perf_counter()
+            instrument(pl_module, clock)
+            self._last, self._last_cpu = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-            now = time.perf_counter()
+            now, now_cpu = time.perf_counter(), time.process_time()
             metrics = trainer.callback_metrics
             phases = {key.rsplit("/", 1)[-1]: float(value) for key, value in metrics.items()
                       if key.startswith("train/time/")}
             episodes = len(batch)
             tokens = round(float(metrics.get("train/response_length", 0.0)) * episodes)
-            self.rollouts.append(RolloutTiming(now - self._last, phases, episodes, tokens))
-            self._last = now
+            self.rollouts.append(RolloutTiming(now - self._last, phases, episodes, tokens, now_cpu - self._last_cpu,
+                                               clock.take()))
+            self._last, self._last_cpu = now, now_cpu
 
     return RolloutTimer()
 
@@ -82,7 +101,7 @@ def run(config: str, rollouts: int, warmup: int, overrides: list[str], log_dir: 
             "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
             "--trainer.enable_checkpointing", "false", *overrides]
     cli = cli_main(args=args, run=False)
-    timer = make_timer_callback()
+    timer = make_timer_callback(PhaseCpuClock())
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     if len(timer.rollouts) != warmup + rollouts:

@@ -38,24 +38,34 @@ LORA_R, LORA_ALPHA, LEARNING_RATE, KL_COEF = 8, 16, 3e-5, 0.05
 
 
 class PhaseClock:
-    """Accumulates seconds per phase for the current rollout; ``close`` turns them into a ``RolloutTiming``."""
+    """Accumulates wall and CPU seconds per phase for the current rollout; ``close`` turns them into a
+    ``RolloutTiming``."""
 
     def __init__(self) -> None:
         self.phases: dict[str, float] = {}
-        self.update_start: float | None = None
+        self.cpu: dict[str, float] = {}
+        self.update_start: tuple[float, float] | None = None
         self.rollouts: list[RolloutTiming] = []
-        self.last_end: float | None = None
+        self.last_end: tuple[float, float] | None = None
 
-    def add(self, phase: str, seconds: float) -> None:
-        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+    @staticmethod
+    def now() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def add(self, phase: str, start: tuple[float, float]) -> None:
+        """Add the wall and CPU seconds since ``start`` (a ``now()``) to ``phase``."""
+        wall, cpu = self.now()
+        self.phases[phase] = self.phases.get(phase, 0.0) + wall - start[0]
+        self.cpu[phase] = self.cpu.get(phase, 0.0) + cpu - start[1]
 
     def close(self, episodes: int, tokens: int) -> None:
         """End of a rollout (trl's ``on_step_end``): record it and reset."""
-        now = time.perf_counter()
         if self.update_start is not None:
-            self.add("update", now - self.update_start)
-        self.rollouts.append(RolloutTiming(now - self.last_end, dict(self.phases), episodes, tokens))
-        self.phases, self.update_start, self.last_end = {}, None, now
+            self.add("update", self.update_start)
+        wall, cpu = self.now()
+        self.rollouts.append(RolloutTiming(wall - self.last_end[0], dict(self.phases), episodes, tokens,
+                                           cpu - self.last_end[1], dict(self.cpu)))
+        self.phases, self.cpu, self.update_start, self.last_end = {}, {}, None, (wall, cpu)
 
 
 def instrument(ppo_module, clock: PhaseClock, reward_model_ref: list) -> None:
@@ -71,25 +81,25 @@ def instrument(ppo_module, clock: PhaseClock, reward_model_ref: list) -> None:
     generate, forward, get_reward = ppo_module.batch_generation, ppo_module.forward, ppo_module.get_reward
 
     def timed_generation(*args, **kwargs):
-        start = time.perf_counter()
+        start = clock.now()
         out = generate(*args, **kwargs)
-        clock.add("generate", time.perf_counter() - start)
+        clock.add("generate", start)
         return out
 
     def timed_forward(*args, **kwargs):
         if torch.is_grad_enabled():  # PPO epochs: the update runs from the first such call to the step's end
             if clock.update_start is None:
-                clock.update_start = time.perf_counter()
+                clock.update_start = clock.now()
             return forward(*args, **kwargs)
-        start = time.perf_counter()
+        start = clock.now()
         out = forward(*args, **kwargs)
-        clock.add("reference", time.perf_counter() - start)
+        clock.add("reference", start)
         return out
 
     def timed_reward(model, *args, **kwargs):
-        start = time.perf_counter()
+        start = clock.now()
         out = get_reward(model, *args, **kwargs)
-        clock.add("score" if model is reward_model_ref[0] else "reference", time.perf_counter() - start)
+        clock.add("score" if model is reward_model_ref[0] else "reference", start)
         return out
 
     ppo_module.batch_generation, ppo_module.forward, ppo_module.get_reward = timed_generation, timed_forward, timed_reward
@@ -145,7 +155,7 @@ def build_trainer(rollouts: int, out_dir: str, clock: PhaseClock, seed: int):
 
     class StepClock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            clock.last_end = time.perf_counter()
+            clock.last_end = clock.now()
 
         def on_step_end(self, args, state, control, **kwargs):
             clock.close(BATCH, BATCH * RESPONSE_LENGTH)  # no stop token: every response has exactly 32 tokens

@@ -110,7 +110,9 @@ def phase_summary(rows: list[dict], batch: int) -> dict:
         batch: prompts per rollout.
 
     Returns:
-        ``{"rollouts", "phase_s": {phase: mean s}, "rollout_s", "generated_tokens_per_s", "episodes_per_s"}``.
+        ``{"rollouts", "phase_s": {phase: mean s}, "rollout_s", "generated_tokens_per_s", "episodes_per_s",
+        "phase_tokens_per_s": {phase: response tokens ÷ that phase's seconds}, "phase_share": {phase: its fraction
+        of the rollout}}``. The rollout here is the sum of the four phases (the logged timers).
     """
     rollouts = [r for r in rows if r.get("train/time/generate")]
     if not rollouts:
@@ -118,9 +120,10 @@ def phase_summary(rows: list[dict], batch: int) -> dict:
     mean = {p: sum(float(r[f"train/time/{p}"]) for r in rollouts) / len(rollouts) for p in PHASES}
     tokens = sum(float(r["train/response_length"]) * batch for r in rollouts)
     rollout_s = sum(mean.values())
+    per_phase = {p: tokens / (seconds * len(rollouts)) if seconds else float("inf") for p, seconds in mean.items()}
     return {"rollouts": len(rollouts), "phase_s": mean, "rollout_s": rollout_s,
-            "generated_tokens_per_s": tokens / (mean["generate"] * len(rollouts)),
-            "episodes_per_s": batch / rollout_s}
+            "generated_tokens_per_s": per_phase["generate"], "episodes_per_s": batch / rollout_s,
+            "phase_tokens_per_s": per_phase, "phase_share": {p: s / rollout_s for p, s in mean.items()}}
 
 
 def require_cuda() -> None:
@@ -192,7 +195,12 @@ def markdown_table(results: list[dict]) -> str:
             + " | ".join(f"{r['phase_s'][p]:.2f}" for p in PHASES)
             + f" | {r['generated_tokens_per_s']:.0f} | {r['episodes_per_s']:.2f} | {r['peak_allocated_gib']:.1f} | "
               f"{r['peak_reserved_gib']:.1f} |" for r in results]
-    return "\n".join([head, *rows]) + "\n"
+    by_phase = ["", "Response tokens/s of each phase (response tokens ÷ the phase's seconds) and its share of the "
+                "rollout:", "", "| run | " + " | ".join(PHASES) + " |", "|" + " --- |" * (len(PHASES) + 1)]
+    by_phase += [f"| {r['task']} {r['bits']}-bit | " + " | ".join(
+        f"{r['phase_tokens_per_s'][p]:.0f} ({100 * r['phase_share'][p]:.0f} %)" for p in PHASES) + " |"
+        for r in results if "phase_tokens_per_s" in r]
+    return "\n".join([head, *rows, *by_phase]) + "\n"
 
 
 def report(out: Path) -> str:

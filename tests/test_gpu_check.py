@@ -77,11 +77,16 @@ def test_phase_summary_and_table():
     assert summary["phase_s"] == {"generate": 3.0, "reference": 1.0, "score": 1.0, "update": 5.0}
     assert summary["rollout_s"] == 10.0 and summary["generated_tokens_per_s"] == 200.0
     assert summary["episodes_per_s"] == 0.8 and summary["rollouts"] == 2
+    # 600 response tokens per rollout: 600/3, 600/1, 600/1, 600/5 tokens/s; shares 3/10, 1/10, 1/10, 5/10
+    assert summary["phase_tokens_per_s"] == pytest.approx({"generate": 200, "reference": 600, "score": 600,
+                                                            "update": 120})
+    assert summary["phase_share"] == pytest.approx({"generate": 0.3, "reference": 0.1, "score": 0.1, "update": 0.5})
     with pytest.raises(ValueError, match="no logged rollout"):
         gpu_check.phase_summary([{"val/holistic": "1"}], 8)
     table = gpu_check.markdown_table([{"task": "mt", "bits": 4, "batch": 32, "device": "GPU X", "load_s": 61.2,
                                        **summary, "peak_allocated_gib": 17.04, "peak_reserved_gib": 19.5}])
     assert "| mt 4-bit, batch 32 | GPU X | 61 | 3.00 | 1.00 | 1.00 | 5.00 | 200 | 0.80 | 17.0 | 19.5 |" in table
+    assert "| mt 4-bit | 200 (30 %) | 600 (10 %) | 600 (10 %) | 120 (50 %) |" in table
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")

@@ -129,8 +129,10 @@ def prompt_datasets(tokenizer, num_train: int = 2048, num_eval: int = 16):
     return encode(num_train, "rl"), encode(num_eval, "val")
 
 
-def build_trainer(rollouts: int, out_dir: str, clock: PhaseClock, seed: int):
-    """The trl PPOTrainer on the benchmark workload, instrumented; returns the trainer."""
+def build_trainer(rollouts: int, out_dir: str, clock: PhaseClock, seed: int, batch: int = BATCH,
+                  response_length: int = RESPONSE_LENGTH):
+    """The trl PPOTrainer on the benchmark workload (``batch`` prompts, exactly ``response_length`` new tokens),
+    instrumented; returns the trainer."""
     from peft import LoraConfig
     from transformers import TrainerCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer, ppo_trainer
@@ -141,9 +143,9 @@ def build_trainer(rollouts: int, out_dir: str, clock: PhaseClock, seed: int):
                                                    str(ensure_tiny_asset("bench-reward")))
     train, evaluation = prompt_datasets(tokenizer)
     args = PPOConfig(
-        output_dir=out_dir, seed=seed, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
-        num_mini_batches=MINIBATCHES, num_ppo_epochs=PPO_EPOCHS, response_length=RESPONSE_LENGTH, stop_token=None,
-        temperature=1.0, total_episodes=BATCH * rollouts, local_rollout_forward_batch_size=BATCH,
+        output_dir=out_dir, seed=seed, per_device_train_batch_size=batch, gradient_accumulation_steps=1,
+        num_mini_batches=MINIBATCHES, num_ppo_epochs=PPO_EPOCHS, response_length=response_length, stop_token=None,
+        temperature=1.0, total_episodes=batch * rollouts, local_rollout_forward_batch_size=batch,
         learning_rate=LEARNING_RATE, lr_scheduler_type="constant", kl_coef=KL_COEF, kl_estimator="k1",
         cliprange=0.2, cliprange_value=0.2, vf_coef=0.1, gamma=1.0, lam=0.95, whiten_rewards=False,
         bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, report_to="none", logging_steps=1,
@@ -158,7 +160,7 @@ def build_trainer(rollouts: int, out_dir: str, clock: PhaseClock, seed: int):
             clock.last_end = clock.now()
 
         def on_step_end(self, args, state, control, **kwargs):
-            clock.close(BATCH, BATCH * RESPONSE_LENGTH)  # no stop token: every response has exactly 32 tokens
+            clock.close(batch, batch * response_length)  # no stop token: every response has exactly that length
 
     trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=None, reward_model=reward,
                          train_dataset=train, value_model=value, eval_dataset=evaluation, peft_config=peft_config,
@@ -177,11 +179,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2, help="rollouts run before measuring (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=BATCH, help="prompts per rollout (default: %(default)s)")
+    parser.add_argument("--response-length", type=int, default=RESPONSE_LENGTH,
+                        help="new tokens per response, exactly (default: %(default)s; prompt + response <= 256, the "
+                             "tiny models' positions)")
     parser.add_argument("--skip-gc-collect", action="store_true",
                         help="diagnostic: make trl's two explicit gc.collect() calls per rollout no-ops")
     args = parser.parse_args(argv)
-    if args.rollouts < 1 or args.warmup < 0:
-        parser.error("--rollouts must be >= 1 and --warmup >= 0")
+    if args.rollouts < 1 or args.warmup < 0 or args.batch < MINIBATCHES or args.batch % MINIBATCHES:
+        parser.error(f"--rollouts must be >= 1, --warmup >= 0, --batch a multiple of {MINIBATCHES} (the minibatches)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
@@ -198,13 +204,14 @@ def main(argv: list[str] | None = None) -> dict:
 
         ppo_trainer.gc = SimpleNamespace(collect=lambda *a: 0)  # only trl's module sees this stub
     with tempfile.TemporaryDirectory(prefix="bench_trl_") as out_dir:
-        trainer = build_trainer(args.warmup + args.rollouts, out_dir, clock, args.seed)
+        trainer = build_trainer(args.warmup + args.rollouts, out_dir, clock, args.seed, args.batch,
+                                args.response_length)
         trainer.train()
     if len(clock.rollouts) != args.warmup + args.rollouts:
         raise RuntimeError(f"trl ran {len(clock.rollouts)} rollouts, expected {args.warmup + args.rollouts}")
     summary = summarise("trl", clock.rollouts[args.warmup:], args.warmup, {
         "trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-        "skip_gc_collect": args.skip_gc_collect})
+        "skip_gc_collect": args.skip_gc_collect, "batch": args.batch, "response_length": args.response_length})
     report(summary)
     return summary
 

@@ -11,7 +11,9 @@ For a tiny policy (``tiny:mt-seq2seq`` or ``tiny:bench-causal``) with a LoRA ada
   KV cache, softmax + ``torch.multinomial``; no logits processors, stopping criteria or bookkeeping.
 
 ``generate``'s overhead is the first folded row minus the own loop. Run: ``python bench/bench_generate.py``
-(``--policy bench-causal`` for the causal one).
+(``--policy bench-causal`` for the causal one). ``--device cuda`` runs the same on a GPU, timed in wall seconds after
+``torch.cuda.synchronize()`` (CPU seconds there only count the host); there transformers compiles the forward for
+the static-cache row itself (its ``compile_config``). Not run on a GPU yet.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ BATCH, NEW_TOKENS = 16, 32
 LORA = {"mt-seq2seq": (16, 32, ["q", "v"]), "bench-causal": (8, 16, ["c_attn"])}  # r, α, targets of the configs
 
 
-def load(policy: str):
+def load(policy: str, device: str):
     """(peft model in eval mode, tokenizer, encoded batch of the TinyMT prompts, seq2seq?)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
@@ -44,8 +46,8 @@ def load(policy: str):
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.02)
     prompts = [r["prompt"] for r in records(BATCH, 0)]
-    batch = tokenizer(prompts, return_tensors="pt", padding=True, return_token_type_ids=False)
-    return model.eval(), tokenizer, batch, seq2seq
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, return_token_type_ids=False).to(device)
+    return model.to(device).eval(), tokenizer, batch, seq2seq
 
 
 def hf_generate(model, tokenizer, batch, **extra) -> torch.Tensor:
@@ -59,7 +61,7 @@ def own_loop(model, tokenizer, batch, seq2seq: bool) -> torch.Tensor:
     mask = batch["attention_mask"]
     if seq2seq:
         encoder_outputs = model.get_encoder()(input_ids=batch["input_ids"], attention_mask=mask)
-        step = torch.full((BATCH, 1), model.config.decoder_start_token_id)
+        step = torch.full((BATCH, 1), model.config.decoder_start_token_id, device=mask.device)
         inputs = {"encoder_outputs": encoder_outputs, "attention_mask": mask, "decoder_input_ids": step}
     else:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -79,12 +81,16 @@ def own_loop(model, tokenizer, batch, seq2seq: bool) -> torch.Tensor:
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
-    """(median CPU s, median wall s) of ``fn()`` over ``repeats`` calls after one warm-up call."""
+    """(median CPU s, median wall s) of ``fn()`` over ``repeats`` calls after one warm-up call (on CUDA the wall
+    time waits for the device)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     fn()
+    sync()
     cpu, wall = [], []
     for _ in range(repeats):
         c, w = time.process_time(), time.perf_counter()
         fn()
+        sync()
         cpu.append(time.process_time() - c)
         wall.append(time.perf_counter() - w)
     return statistics.median(cpu), statistics.median(wall)
@@ -96,10 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", choices=sorted(LORA), default="mt-seq2seq")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device on this machine (torch.cuda.is_available() is False)")
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model, tokenizer, batch, seq2seq = load(args.policy)
+    model, tokenizer, batch, seq2seq = load(args.policy, args.device)
     base = model.get_base_model()
     rows = {}
     with torch.no_grad():
@@ -110,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
             rows["generate (static cache)"] = timed(
                 lambda: hf_generate(base, tokenizer, batch, cache_implementation="static"), args.repeats)
             rows["own loop (LoRA folded)"] = timed(lambda: own_loop(base, tokenizer, batch, seq2seq), args.repeats)
-    print(f"tiny:{args.policy}, {BATCH} prompts × {NEW_TOKENS} tokens, 1 thread, median of {args.repeats}")
+    print(f"tiny:{args.policy} on {args.device}, {BATCH} prompts × {NEW_TOKENS} tokens, 1 thread, median of "
+          f"{args.repeats}")
     print(f"{'':<26} {'CPU s':>7} {'wall s':>7} {'CPU ms/token step':>18}")
     for name, (cpu, wall) in rows.items():
         print(f"{name:<26} {cpu:>7.4f} {wall:>7.4f} {1000 * cpu / NEW_TOKENS:>18.2f}")

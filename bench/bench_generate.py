@@ -2,7 +2,7 @@
 
 For a tiny policy (``tiny:mt-seq2seq`` or ``tiny:bench-causal``) with a LoRA adapter as in the benchmark configs,
 16 prompts, exactly 32 sampled tokens (temperature 1, top-k 0, top-p 1), times in CPU seconds (median of
-``--repeats``; one torch thread):
+``--repeats`` rounds, the variants interleaved in each round; one torch thread):
 
 - ``generate (LoRA unmerged)``: ``model.generate`` on the peft model, as a plain peft user would;
 - ``generate (LoRA folded)``: the same inside ``alarm_pl.models.sampling.merged_adapter`` (what alarm_pl does);
@@ -19,6 +19,7 @@ the static-cache row itself (its ``compile_config``). Not run on a GPU yet.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -45,7 +46,7 @@ def load(policy: str, device: str):
     for name, param in model.named_parameters():  # a trained-looking adapter: lora_B starts at zero
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.02)
-    prompts = [r["prompt"] for r in records(BATCH, 0)]
+    prompts = [r["prompt"] for r in records(BATCH, "rl")]  # 16 prompts of the PPO training pool
     batch = tokenizer(prompts, return_tensors="pt", padding=True, return_token_type_ids=False).to(device)
     return model.to(device).eval(), tokenizer, batch, seq2seq
 
@@ -80,25 +81,29 @@ def own_loop(model, tokenizer, batch, seq2seq: bool) -> torch.Tensor:
     return torch.cat(tokens, dim=1)
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(median CPU s, median wall s) of ``fn()`` over ``repeats`` calls after one warm-up call (on CUDA the wall
-    time waits for the device)."""
+def timed_round_robin(variants: dict, repeats: int, model) -> dict[str, tuple[float, float]]:
+    """(median CPU s, median wall s) of each variant's call over ``repeats`` rounds, the variants interleaved within
+    each round (so a change of machine load between rounds hits them all alike), after one warm-up round. A variant
+    is ``(fold, fn)``: ``fold`` runs it inside ``merged_adapter(model)``. On CUDA the wall time waits for the device."""
+    from alarm_pl.models.sampling import merged_adapter
+
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    fn()
-    sync()
-    cpu, wall = [], []
-    for _ in range(repeats):
-        c, w = time.process_time(), time.perf_counter()
-        fn()
-        sync()
-        cpu.append(time.process_time() - c)
-        wall.append(time.perf_counter() - w)
-    return statistics.median(cpu), statistics.median(wall)
+    times = {name: ([], []) for name in variants}
+    for round_ in range(repeats + 1):
+        for name, (fold, fn) in variants.items():
+            with merged_adapter(model) if fold else contextlib.nullcontext(True) as folded:
+                assert folded, "the benchmark's adapter should fold"
+                sync()
+                c, w = time.process_time(), time.perf_counter()
+                fn()
+                sync()
+                if round_:  # round 0 warms up
+                    times[name][0].append(time.process_time() - c)
+                    times[name][1].append(time.perf_counter() - w)
+    return {name: (statistics.median(cpu), statistics.median(wall)) for name, (cpu, wall) in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
-    from alarm_pl.models.sampling import merged_adapter
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", choices=sorted(LORA), default="mt-seq2seq")
     parser.add_argument("--repeats", type=int, default=10)
@@ -110,15 +115,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     model, tokenizer, batch, seq2seq = load(args.policy, args.device)
     base = model.get_base_model()
-    rows = {}
+    variants = {
+        "generate (LoRA unmerged)": (False, lambda: hf_generate(model, tokenizer, batch)),
+        "generate (LoRA folded)": (True, lambda: hf_generate(base, tokenizer, batch)),
+        "generate (static cache)": (True, lambda: hf_generate(base, tokenizer, batch, cache_implementation="static")),
+        "own loop (LoRA folded)": (True, lambda: own_loop(base, tokenizer, batch, seq2seq)),
+    }
     with torch.no_grad():
-        rows["generate (LoRA unmerged)"] = timed(lambda: hf_generate(model, tokenizer, batch), args.repeats)
-        with merged_adapter(model) as folded:
-            assert folded, "the benchmark's adapter should fold"
-            rows["generate (LoRA folded)"] = timed(lambda: hf_generate(base, tokenizer, batch), args.repeats)
-            rows["generate (static cache)"] = timed(
-                lambda: hf_generate(base, tokenizer, batch, cache_implementation="static"), args.repeats)
-            rows["own loop (LoRA folded)"] = timed(lambda: own_loop(base, tokenizer, batch, seq2seq), args.repeats)
+        rows = timed_round_robin(variants, args.repeats, model)
     print(f"tiny:{args.policy} on {args.device}, {BATCH} prompts × {NEW_TOKENS} tokens, 1 thread, median of "
           f"{args.repeats}")
     print(f"{'':<26} {'CPU s':>7} {'wall s':>7} {'CPU ms/token step':>18}")

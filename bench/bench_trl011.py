@@ -63,7 +63,7 @@ def prompt_records(n: int = 2048) -> list[dict]:
     """The TinyMT training prompts of ``configs/bench_seq2seq.yaml`` (``prompt``, ``reference``)."""
     from alarm_pl.data.tiny_mt import records
 
-    return list(records(n, 0))
+    return list(records(n, "rl"))  # TinyMTDataModule's train split: pool "rl", seed 0
 
 
 def build_trainer(policy_dir: str, seed: int):

@@ -125,6 +125,7 @@ def plot(results: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for column, axis in enumerate(("batch", "length")):
@@ -133,6 +134,9 @@ def plot(results: dict, path: Path) -> None:
             xs = [x for x, _ in rows]
             axes[0][column].loglog(xs, [s["phase_cpu_mean_s"]["total"] for _, s in rows], "o-", label=trainer)
             axes[1][column].semilogx(xs, [s["peak_rss_mib"] for _, s in rows], "o-", label=trainer)
+            for row in axes:  # plain tick labels at the measured points
+                row[column].set_xticks(xs, [str(x) for x in xs], minor=False)
+                row[column].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         fixed = f"length {BASE_LENGTH}" if axis == "batch" else f"batch {BASE_BATCH}"
         axes[0][column].set(title=f"CPU s per rollout vs {axis} ({fixed})", xlabel=axis, ylabel="CPU s")
         axes[1][column].set(title=f"peak RSS vs {axis}", xlabel=axis, ylabel="MiB")

@@ -2,6 +2,8 @@
 equal to a separate forward on both policy kinds, mixed lengths, left-padded causal prompts; the folded adapter leaves
 the base weights bit-identical; the rollout takes the forward only where generation's scores are not exact."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -135,6 +137,32 @@ def test_merged_adapter_computes_the_adapted_policy_and_restores_the_base_exactl
     assert (adapted - reference).abs().max() > 1e-3  # the adapter matters, so the fold had something to do
     for name, param in bases.items():
         assert param.data_ptr() == before[name][0] and torch.equal(param, before[name][1])
+
+
+def test_merged_adapter_leaves_a_disabled_adapter_alone():
+    """Decoding with the starting policy (adapter disabled: validation/test baselines) must stay the base policy, and
+    the caller's disabled state must survive the generation."""
+    policy = _trained_policy("tiny:mt-seq2seq", lora_dropout=0.0)
+    query_ids, query_mask = _prompts(policy)
+    config = GenerationConfig(max_new_tokens=8)
+    with torch.no_grad(), policy.starting_policy():
+        torch.manual_seed(0)
+        base_ids, base_mask = policy.generate(query_ids, query_mask, config, do_sample=False)
+        base = policy(query_ids, query_mask, base_ids, base_mask).logprobs  # still inside: the base policy
+        with merged_adapter(policy.model) as folded:
+            assert not folded
+        after = policy(query_ids, query_mask, base_ids, base_mask).logprobs
+        adapted_inside = policy.reference_logprobs(query_ids, query_mask, base_ids, base_mask)
+    adapted = policy(query_ids, query_mask, base_ids, base_mask).logprobs  # outside: the trained policy
+    torch.testing.assert_close(base, adapted_inside, **TOL)
+    assert torch.equal(base, after)
+    assert (adapted - base).abs().max() > 1e-3  # the adapter matters, so a wrong fold would show
+    with torch.no_grad():
+        plain = policy.generate(query_ids, query_mask, dataclasses.replace(config, merge_adapter=False), False)
+        with policy.starting_policy():
+            unmerged = policy.generate(query_ids, query_mask, dataclasses.replace(config, merge_adapter=False), False)
+    assert torch.equal(unmerged.response_ids, base_ids)  # the same base policy with the fold switched off
+    assert not torch.equal(plain.response_ids, base_ids)  # and the trained policy decodes differently
 
 
 def test_merged_adapter_refuses_a_tied_adapted_output_embedding():

@@ -128,8 +128,10 @@ def merged_adapter(peft_model: nn.Module) -> Iterator[bool]:
     tensors are put back untouched (no ``W + ΔW − ΔW`` rounding drift across rollouts).
 
     Yields False, and changes nothing, where folding would not compute the same policy: adapters other than plain
-    LoRA on ``Linear``/``Embedding`` layers (DoRA, quantized layers), or a base weight shared with another module
-    (tied embeddings: folding an ``lm_head`` adapter would change the input embedding too).
+    LoRA on ``Linear``/``Embedding`` layers (DoRA, quantized layers), a base weight shared with another module
+    (tied embeddings: folding an ``lm_head`` adapter would change the input embedding too), or adapters that are
+    switched off already (inside ``disable_adapter()``, e.g. decoding with the starting policy: the model computes
+    the base policy, and folding the active adapter in would compute the trained one instead).
     """
     folds = _foldable_layers(peft_model)
     if folds is None:
@@ -168,7 +170,7 @@ def _foldable_layers(peft_model: nn.Module) -> Optional[list[tuple[nn.Module, st
         if not hasattr(module, "lora_A") or active[0] not in module.lora_A:
             continue
         base = module.get_base_layer()
-        if (type(module) not in (Linear, Embedding) or module.use_dora.get(active[0], False)
+        if (type(module) not in (Linear, Embedding) or module.use_dora.get(active[0], False) or module.disable_adapters
                 or getattr(base.weight, "quant_state", None) is not None or counts.get(id(base.weight), 0) > 1):
             return None
         folds.append((module, active[0]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -98,7 +99,11 @@ def test_mt5_policy_keeps_its_class_untied_head_dropout_and_eos():
     policy.load()
     base = policy.model.get_base_model()
     assert type(base).__name__ == "MT5ForConditionalGeneration"
-    assert base.config.d_model == 64 and base.config.dropout_rate == 0.1  # shrunk, dropout as in the real model
+    assert base.config.d_model == 64
+    # the built checkpoint keeps the real model's dropout; a policy loaded for PPO has every dropout zeroed (issue 7.1)
+    path = resolve_model_reference("dummy:mt5-base", "test", "lm", T5_SHRINK)
+    assert json.loads((Path(path) / "config.json").read_text())["dropout_rate"] == 0.1
+    assert base.config.dropout_rate == 0.0
     assert base.lm_head.weight.data_ptr() != base.shared.weight.data_ptr()  # mT5's output embedding is untied
     assert type(policy.tokenizer).__name__ == "T5Tokenizer" and policy.tokenizer.eos_token_id == 1
     assert len(policy.tokenizer) == 2048 == base.config.vocab_size  # tokenizer sized to the shrunk vocabulary

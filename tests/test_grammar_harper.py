@@ -47,14 +47,14 @@ def test_alignment_through_a_real_tokenizer(harper_scorer):
     from alarm_pl.rewards.align import decode_with_spans
 
     tokenizer = train_t5_tokenizer(dummy_corpus()[:3000], vocab_size=1200, extra_ids=0)
-    ids = tokenizer("He go to school and ate a apple.").input_ids  # ends with </s>, as a policy response does
+    ids = tokenizer("She go to school and ate a apple.").input_ids  # ends with </s>, as a policy response does
     text, token_spans = decode_with_spans(tokenizer, ids)
     mask = torch.ones(1, len(ids), dtype=torch.bool)
     inputs = ScoringInput([""], [text], [None], [{}], torch.tensor([ids]), mask, [token_spans])
     score = harper_scorer.score(inputs)
-    # This vocabulary (trained on the tiny MT task) lacks "go" and "school": T5 pieces
-    # ▁ H e ▁ g o ▁to ▁ s c h o o l ▁a nd ▁ ate ▁a ▁apple . </s>; "go" = chars [3, 5) -> pieces 4, 5;
-    # the article "a" = [24, 25) -> piece 18 (" a" spans [23, 25)). </s> (empty span) is a clean real token.
+    # This vocabulary (trained on the tiny MT task) lacks "She", "go" and "school": T5 pieces
+    # ▁S h e ▁ g o ▁to ▁ s c h o o l ▁a nd ▁a te ▁a ▁apple . </s>; Harper flags "go" = chars [4, 6) -> pieces 4, 5
+    # and the article "a" = [25, 26) -> piece 18 (" a" spans [24, 26)). </s> (empty span) is a clean real token.
     assert tokenizer.convert_ids_to_tokens(ids)[4:6] == ["g", "o"] and text[slice(*token_spans[18])] == " a"
     flagged = [j for j, v in enumerate(score.values[0].tolist()) if v == -1.0]
     assert flagged == [4, 5, 18]

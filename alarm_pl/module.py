@@ -342,8 +342,11 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         self.log(f"{prefix}/response_length", inputs.lengths.float().mean(), sync_dist=True, batch_size=size)
 
     def _baseline_due(self, stage: str) -> bool:
-        """The starting policy is evaluated on every test run and on the first validation of a run."""
+        """The starting policy is evaluated on every test run and on the first validation of a run, unless the
+        policy evaluated is the starting policy itself (no checkpoint loaded, no update taken)."""
         if not self.evaluate_baseline or self.trainer.sanity_checking:
+            return False
+        if self.trainer.ckpt_path is None and self.trainer.global_step == 0:
             return False
         return stage == "test" or not self._val_baseline_done
 

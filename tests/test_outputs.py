@@ -152,6 +152,8 @@ def test_fit_and_test_say_where_their_outputs_went(tmp_path, capsys, monkeypatch
         "test-starting-policy", "test-starting-policy-2", "test-version_0-step000002", "version_0"]
 
     start_file = tmp_path / "logs" / "test-starting-policy" / "generations" / "test-step000000.jsonl"
+    # the policy tested is the starting policy itself: it is decoded once, not again as its own baseline
+    assert [p.name for p in start_file.parent.iterdir()] == [start_file.name]
     assert compare_main(["compare", str(start_file), str(trained_file), "--out", str(tmp_path / "cmp")]) == 0
     systems = json.loads((tmp_path / "cmp" / "results.json").read_text())["systems"]
     assert systems == ["test-step000000", "test-step000002"]

@@ -31,7 +31,8 @@ def _trainer(**kwargs):
 
 
 def _module(name, **kwargs):
-    module = SFTModule(policy=PolicyConfig(model_name_or_path=name, lora_r=kwargs.pop("lora_r", 0)),
+    module = SFTModule(policy=PolicyConfig(model_name_or_path=name, lora_r=kwargs.pop("lora_r", 0),
+                                           lora_target_modules=kwargs.pop("lora_target_modules", None)),
                        generation=GenerationConfig(max_new_tokens=24), max_prompt_length=64, **kwargs)
     module.policy.load()
     return module
@@ -203,12 +204,15 @@ def test_qlora_without_cuda_fails_with_the_clear_error():
         module.policy.load()
 
 
-def test_lora_sft_export_is_the_merged_model(tmp_path, causal):
-    """LoRA SFT exports one plain transformers model that computes what the adapted policy computes."""
+@pytest.mark.parametrize("targets", [None, ["c_attn", "lm_head"]])
+def test_lora_sft_export_is_the_merged_model(tmp_path, causal, targets):
+    """LoRA SFT exports one plain transformers model that computes what the adapted policy computes, also when the
+    adapter is on an output layer tied to the input embedding (GPT-2: merging into the shared weight changed the
+    inputs' embedding too, logits off by up to 6)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    module = _module("tiny:mt-causal", lora_r=4)
+    module = _module("tiny:mt-causal", lora_r=4, lora_target_modules=targets)
     with torch.no_grad():
         for name, p in module.policy.model.named_parameters():
             if "lora_B" in name:
@@ -217,10 +221,10 @@ def test_lora_sft_export_is_the_merged_model(tmp_path, causal):
     module.export(str(tmp_path / "out"))  # replacing an earlier export works
     exported = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out")).eval()
     assert not any("lora" in n for n, _ in exported.named_parameters())
-    ids = torch.tensor([[5, 17, 40, 9, 23]])
+    ids = torch.tensor([[5, 17, 40, 9, 23]])  # merged float32 weights round differently: ~1e-5 apart
     with torch.no_grad():
         want = module.policy.model.eval()(input_ids=ids).logits
-        torch.testing.assert_close(exported(input_ids=ids).logits, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(exported(input_ids=ids).logits, want, atol=1e-4, rtol=1e-4)
         assert not torch.allclose(causal.policy.model(input_ids=ids).logits, want, atol=1e-3)  # the adapter counted
 
     from alarm_pl.models.policy import merge_adapter_into_base  # the QLoRA export path, run unquantized here
@@ -228,7 +232,7 @@ def test_lora_sft_export_is_the_merged_model(tmp_path, causal):
     module.policy.model.save_pretrained(str(tmp_path / "adapter"))
     remerged = merge_adapter_into_base(module.policy._auto_class(), module.policy.config, str(tmp_path / "adapter"))
     with torch.no_grad():
-        torch.testing.assert_close(remerged(input_ids=ids).logits, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(remerged(input_ids=ids).logits, want, atol=1e-4, rtol=1e-4)
 
 
 class StartingWeights(pl.Callback):

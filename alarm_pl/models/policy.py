@@ -331,7 +331,9 @@ class Policy(nn.Module):
         if not self.config.lora_r:
             model = self.model
         elif self.config.quantization_bits is None:
-            model = copy.deepcopy(self.model).merge_and_unload(adapter_names=["default"])
+            model = copy.deepcopy(self.model)
+            untie_output_embedding(model)
+            model = model.merge_and_unload(adapter_names=["default"])
         else:
             with tempfile.TemporaryDirectory() as adapter_dir:
                 self.model.save_pretrained(adapter_dir, selected_adapters=["default"])
@@ -348,4 +350,26 @@ def merge_adapter_into_base(auto_class, config: PolicyConfig, adapter_dir: str) 
     path = resolve_model_reference(config.model_name_or_path, "model.policy.model_name_or_path", "lm",
                                    config.dummy_overrides)
     base = auto_class.from_pretrained(path, dtype=torch_dtype_from_str(config.dtype))
-    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    model = PeftModel.from_pretrained(base, adapter_dir)
+    untie_output_embedding(model)
+    return model.merge_and_unload()
+
+
+def untie_output_embedding(model: nn.Module) -> None:
+    """Give the output layer its own copy of a weight it shares with the input embedding (GPT-2, tied T5 variants).
+
+    Merging a LoRA adapter on ``lm_head`` writes W + ΔW into the base weight; when that weight is also the input
+    embedding, the merged model embeds its inputs with W + ΔW as well and computes another policy. After this call
+    the two are separate tensors with equal values, and the config says ``tie_word_embeddings: false`` so that a
+    saved model loads untied. Does nothing when they are not tied.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inputs, outputs = base.get_input_embeddings(), base.get_output_embeddings()
+    if inputs is None or outputs is None:
+        return
+    layer = outputs.get_base_layer() if hasattr(outputs, "get_base_layer") else outputs
+    if layer.weight.data_ptr() != inputs.weight.data_ptr():
+        return
+    layer.weight = nn.Parameter(layer.weight.detach().clone(), requires_grad=layer.weight.requires_grad)
+    for config in {id(c): c for c in (base.config, base.config.get_text_config())}.values():
+        config.tie_word_embeddings = False

@@ -222,3 +222,31 @@ class SelectionConfig:
             raise ValueError(f"model.selection.hysteresis must be >= 0, got {self.hysteresis}")
         if not 0.0 < self.decay <= 1.0:
             raise ValueError(f"model.selection.decay must be in (0, 1], got {self.decay}")
+
+
+@dataclass
+class RewardModelConfig:
+    """The reward model trained by ``alarm_pl.reward_training.RewardModelModule``: a Hugging Face sequence
+    classifier with one output, trained fully or through a LoRA adapter."""
+
+    model_name_or_path: str = "tiny:mt-reward-init"
+    """Where training starts: hub id, local directory, ``tiny:<name>`` or ``dummy:<architecture>`` (e.g.
+    ``dummy:ultrarm-13b`` with ``dummy_overrides``). A language-model checkpoint without a one-output head gets a new,
+    randomly initialised head (a warning names it)."""
+    dummy_overrides: Optional[dict[str, Any]] = None
+    """With a ``dummy:`` model: config.json keys to replace (shrinking it for a CPU)."""
+    lora_r: int = 0
+    """LoRA rank; 0 trains every weight."""
+    lora_alpha: int = 32
+    """LoRA alpha."""
+    lora_dropout: float = 0.05
+    """LoRA dropout."""
+    lora_target_modules: Optional[list[str]] = None
+    """Module names to adapt; ``None`` lets peft pick its default for the architecture. The one-output head is always
+    trained in full (peft's ``modules_to_save`` for sequence classification)."""
+    dtype: str = "float32"
+    """Weights' dtype: float32, bfloat16, float16 or auto."""
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 0:
+            raise ValueError(f"model.reward_model.lora_r must be >= 0, got {self.lora_r}")

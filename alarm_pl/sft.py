@@ -13,13 +13,8 @@ scorers (by default sentence chrF against the reference as ``holistic``), the sa
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -31,7 +26,7 @@ from alarm_pl.data.prompts import DataFormatError, PromptBatch, PromptDataModule
 from alarm_pl.data.sft_batch import IGNORE_INDEX, SFTBatch, causal_batch, prompt_ids, seq2seq_batch, target_ids
 from alarm_pl.eval.collector import EvalCollector
 from alarm_pl.eval.hooks import GenerationEvaluation
-from alarm_pl.eval.records import jsonable, run_identity
+from alarm_pl.eval.records import atomic_directory, jsonable, run_identity
 from alarm_pl.models.policy import Policy
 from alarm_pl.optim import WarmupCosineLR
 from alarm_pl.rewards.aspects.reference import ReferenceScorer
@@ -208,24 +203,5 @@ class SFTModule(GenerationEvaluation, pl.LightningModule):
             out_dir: the directory (replaced if it exists).
             merged: accepted for the CLI's module-agnostic ``--export_merged``; an SFT export is always merged.
         """
-        with _atomic_directory(out_dir) as tmp:
+        with atomic_directory(out_dir) as tmp:
             self.policy.save_full_model(tmp)
-
-
-@contextlib.contextmanager
-def _atomic_directory(path: str) -> Iterator[str]:
-    """A temporary sibling directory to fill; on success it replaces ``path`` (a reader never sees half of it)."""
-    target = Path(path).expanduser().absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent)
-    try:
-        yield tmp
-        if target.exists():
-            old = tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent)
-            os.replace(target, os.path.join(old, "previous"))
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

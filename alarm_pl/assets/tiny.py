@@ -12,6 +12,8 @@ Assets:
 - ``mt-causal``: the decoder-only twin (GPT-2 style, 2 layers, n_embd 64, byte-level BPE).
 - ``mt-seq2seq-init`` / ``mt-causal-init``: the same two models freshly initialised, before any training (the
   starting point of ``configs/tiny_sft.yaml``).
+- ``mt-reward-init``: a freshly initialised GPT-2-style sequence classifier with one output (2 layers, n_embd 64,
+  byte-level BPE), the starting point of the tiny task's learned reward model (``configs/tiny_rm.yaml``).
 - ``bench-causal`` / ``bench-reward``: the benchmark spec of ``bench/`` (GPT-2 style, n_embd 128, 4 layers, 4 heads,
   byte-level BPE of ~1000 tokens; a policy and a frozen sequence-classification reward model of the same size).
 """
@@ -75,6 +77,8 @@ TINY_ASSETS: dict[str, TinySpec] = {
     # the same models before any training (the starting point of configs/tiny_sft.yaml)
     "mt-seq2seq-init": TinySpec("seq2seq", "sentencepiece", 1000, 64, 2, 4),
     "mt-causal-init": TinySpec("causal", "byte_bpe", 1000, 64, 2, 4),
+    # the starting point of the tiny task's learned holistic reward model (configs/tiny_rm.yaml)
+    "mt-reward-init": TinySpec("reward", "byte_bpe", 1000, 64, 2, 4),
     "bench-causal": TinySpec("causal", "byte_bpe", 1000, 128, 4, 4),
     "bench-reward": TinySpec("reward", "byte_bpe", 1000, 128, 4, 4),
 }

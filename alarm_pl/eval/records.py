@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,25 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str) -> Iterator[str]:
+    """A temporary sibling directory to fill; on success it replaces ``path`` (a reader never sees half of it)."""
+    target = Path(path).expanduser().absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent)
+    try:
+        yield tmp
+        if target.exists():
+            old = tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent)
+            os.replace(target, os.path.join(old, "previous"))
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text_atomic(path: PathLike, text: str) -> None:

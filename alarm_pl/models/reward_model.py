@@ -21,6 +21,7 @@ reward model must see. When a call holds more texts than ``batch_size``, texts o
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Literal, NamedTuple, Optional
 
@@ -33,6 +34,10 @@ HeadKind = Literal["sequence", "token"]
 ULTRARM_TEMPLATE = "Human: {prompt}\nAssistant: {response}"
 # UltraRM checkpoints name their linear head ``regression_head``; Llama's sequence classifier calls it ``score``.
 ULTRARM_KEY_MAPPING = {r"^regression_head": "score"}
+TEMPLATE_KEY = "alarm_pl_reward_template"
+"""The ``config.json`` key under which a reward model trained here (``alarm_pl.reward_training``) stores the template
+it was trained with, so that a scorer loading it without a template reads its inputs the same way."""
+log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\{(prompt|response|reference|question)\}")
 
 
@@ -106,6 +111,67 @@ def unused_token_id(ids: Tensor, mask: Tensor, preferred: int) -> int:
     return next(i for i in range(len(real) + 1) if i not in real)
 
 
+def configure_reward_tokenizer(tokenizer) -> None:
+    """The reward-model tokenizer conventions, for scoring and for training alike: a pad token (EOS or UNK when the
+    tokenizer has none), padding on the right, truncation on the left (a reward model must see the response, at the
+    end of its template)."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side, tokenizer.truncation_side = "right", "left"
+
+
+def reward_inputs(tokenizer, texts: list[str], max_length: int) -> tuple[Tensor, Tensor, int]:
+    """Tokenize formatted texts for a sequence reward model (tokenizer set up by ``configure_reward_tokenizer``).
+
+    Returns:
+        ids (B, L) right-padded with ``pad_id``, an id that occurs among no text's real tokens, so that the rightmost
+        position whose id differs from it is exactly each text's last real token; mask (B, L), 1 on real tokens;
+        ``pad_id``.
+    """
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    mask = enc["attention_mask"]  # (B, L)
+    pad_id = unused_token_id(enc["input_ids"], mask, tokenizer.pad_token_id)
+    return enc["input_ids"].masked_fill(mask == 0, pad_id), mask, pad_id
+
+
+def hf_config(model: "torch.nn.Module"):
+    """The ``transformers`` config of a model or of the base model under a peft wrapper."""
+    return model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+
+
+def last_token_rewards(model: "torch.nn.Module", ids: Tensor, mask: Tensor, pad_id: int) -> Tensor:
+    """A one-output sequence classifier's score of each text, read at its last real token.
+
+    Args:
+        model: an ``*ForSequenceClassification`` with one output (possibly under a peft adapter).
+        ids: (B, L) from ``reward_inputs``, padded with ``pad_id``.
+        mask: (B, L) attention mask.
+        pad_id: the padding id of ``ids``; transformers reads the score at the rightmost id that differs from
+            ``config.pad_token_id``, so it is set to ``pad_id`` for this forward and restored afterwards.
+
+    Returns:
+        (B,) scores in the model's dtype, on the model's device, differentiable when gradients are enabled.
+    """
+    config = hf_config(model)
+    saved, config.pad_token_id = config.pad_token_id, pad_id
+    try:
+        device = next(model.parameters()).device
+        return model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0]  # (B,)
+    finally:
+        config.pad_token_id = saved
+
+
+def resolve_template(configured: Optional[str], saved: Optional[str], what: str) -> str:
+    """The template a reward model reads: ``configured`` when given, else the one ``saved`` with the model, else
+    UltraRM's. A configured template that differs from the saved one is used, with a warning naming ``what``."""
+    if configured is None:
+        return saved if saved is not None else ULTRARM_TEMPLATE
+    if saved is not None and configured != saved:
+        log.warning("%s was trained with the template %r but is configured with %r; scores may be meaningless (leave "
+                    "the scorer's template unset to use the saved one)", what, saved, configured)
+    return configured
+
+
 def model_input_limit(model: "torch.nn.Module", tokenizer) -> int:
     """The most tokens the model accepts: its position table size (GPT-2 ``n_positions``, others
     ``max_position_embeddings``; RoBERTa-style models, Longformer included, reserve ``pad_token_id + 1`` of its
@@ -155,16 +221,14 @@ class FrozenRewardModel:
                              f"num_labels={model.config.num_labels}")
         if kind == "token" and not getattr(tokenizer, "is_fast", False):
             raise ValueError("a token-classification reward model needs a fast tokenizer (character offsets)")
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-        tokenizer.padding_side, tokenizer.truncation_side = "right", "left"
+        configure_reward_tokenizer(tokenizer)
         model.config.pad_token_id = tokenizer.pad_token_id
         self.model = model.eval().requires_grad_(False)
         self.tokenizer, self.kind, self.template = tokenizer, kind, template
         self.batch_size, self.max_length = int(batch_size), min(int(max_length), model_input_limit(model, tokenizer))
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path: str, kind: HeadKind = "sequence", template: str = ULTRARM_TEMPLATE,
+    def from_pretrained(cls, model_name_or_path: str, kind: HeadKind = "sequence", template: Optional[str] = None,
                         batch_size: int = 8, max_length: int = 1024, quantization_bits: Optional[int] = None,
                         dtype: str = "float32", device: "str | torch.device" = "cpu", what: str = "model_name_or_path",
                         key_mapping: Optional[dict[str, str]] = None, allow_cpu_quantization: bool = False,
@@ -174,7 +238,9 @@ class FrozenRewardModel:
         Args:
             model_name_or_path: local directory, hub id, ``tiny:<name>`` asset or ``dummy:<architecture>``
                 (``loading.resolve_model_reference``).
-            kind, template, batch_size, max_length: see the class.
+            template: the input template; None: the one saved with the model (``TEMPLATE_KEY`` in its config, written
+                by ``alarm_pl.reward_training``), else UltraRM's.
+            kind, batch_size, max_length: see the class.
             quantization_bits: 4, 8 or None (``loading.quantization_config``); quantized models are placed on
                 ``device`` by bitsandbytes.
             dtype: ``float32``, ``bfloat16``, ``float16`` or ``auto``.
@@ -214,6 +280,7 @@ class FrozenRewardModel:
         if quant is None:
             model = model.to(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
+        template = resolve_template(template, getattr(model.config, TEMPLATE_KEY, None), f"{what}: {model_name_or_path!r}")
         return cls(model, tokenizer, kind=kind, template=template, batch_size=batch_size, max_length=max_length)
 
     @property
@@ -244,14 +311,8 @@ class FrozenRewardModel:
             raise ValueError("score_texts needs a sequence reward model (kind='sequence')")
         scores = torch.zeros(len(texts))
         for batch in length_ordered_batches(texts, batch_size or self.batch_size):
-            enc = self._encode([texts[i] for i in batch], max_length or self.max_length)
-            mask = enc["attention_mask"]  # (b, L)
-            pad_id = unused_token_id(enc["input_ids"], mask, self.tokenizer.pad_token_id)
-            ids = enc["input_ids"].masked_fill(mask == 0, pad_id)  # (b, L)
-            self.model.config.pad_token_id = pad_id
-            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
-            scores[batch] = out.logits[:, 0].float().cpu()  # (b,)
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+            ids, mask, pad_id = reward_inputs(self.tokenizer, [texts[i] for i in batch], max_length or self.max_length)
+            scores[batch] = last_token_rewards(self.model, ids, mask, pad_id).float().cpu()  # (b,)
         return scores
 
     @torch.no_grad()

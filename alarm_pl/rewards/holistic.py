@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import torch
 
-from alarm_pl.models.reward_model import ULTRARM_TEMPLATE, FrozenRewardModel, HeadKind
+from alarm_pl.models.reward_model import FrozenRewardModel, HeadKind
 from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScoringInput
 
 
@@ -48,7 +48,9 @@ class RewardModelScorer(Scorer):
         model_name_or_path: local directory, hub id, ``tiny:<name>`` asset or ``dummy:<architecture>`` (e.g.
             ``dummy:ultrarm-13b``) of an ``AutoModelForSequenceClassification`` with one output.
         template: the model's input; placeholders ``{prompt}``, ``{response}``, ``{reference}`` and ``{question}``
-            (the record's ``metadata["question"]``).
+            (the record's ``metadata["question"]``). None (the default): the template saved with the model by
+            ``alarm_pl.reward_training`` (a reward model trained here), else UltraRM's
+            ``Human: {prompt}\\nAssistant: {response}``.
         batch_size: responses per forward pass.
         max_length: tokens per input (capped at the model's limit); longer inputs lose their beginning.
         quantization_bits: 4 (NF4) or 8 (LLM.int8) with bitsandbytes on CUDA, or None.
@@ -68,7 +70,7 @@ class RewardModelScorer(Scorer):
     default_name = "holistic"
     head_kind: HeadKind = "sequence"  # subclasses backed by token classifiers set "token"
 
-    def __init__(self, model_name_or_path: str, template: str = ULTRARM_TEMPLATE, batch_size: int = 8,
+    def __init__(self, model_name_or_path: str, template: Optional[str] = None, batch_size: int = 8,
                  max_length: int = 1024, quantization_bits: Optional[int] = None, dtype: str = "float32",
                  key_mapping: Optional[dict[str, str]] = None, allow_cpu_quantization: bool = False,
                  dummy_overrides: Optional[dict[str, Any]] = None, device: Optional[str] = None,

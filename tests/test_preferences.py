@@ -92,10 +92,16 @@ def test_tiny_preference_set_splits_prompts_and_flips_only_train_and_val():
     assert manifest["splits"]["test"]["flipped_share"] == 0.0
     assert 0.2 < manifest["splits"]["train"]["flipped_share"] < 0.6  # p = 0.4 over ~70 pairs
     references = {r.prompt: r.reference for r in TinyMTDataModule(**spec.prompt_data_args).records("train")}
+    other_references = 0
     for split in ("train", "test"):
         for pair in data.pairs(split):
+            for text, kind in zip((pair.chosen, pair.rejected), pair.metadata["kinds"]):
+                if kind == "other":  # fluent English for another sentence: a reference, never this prompt's
+                    assert text in references.values() and text != references[pair.prompt]
+                    other_references += 1
             chrf = [sacrebleu.sentence_chrf(t, [references[pair.prompt]]).score for t in (pair.chosen, pair.rejected)]
             gold = [c - 10.0 * n for c, n in zip(chrf, pair.metadata["lints"])]
             sign = -1 if pair.metadata["flipped"] else 1
             assert sign * (gold[0] - gold[1]) == pytest.approx(pair.metadata["gold_margin"], abs=1e-2)
             assert pair.metadata["gold_margin"] >= spec.min_margin
+    assert other_references > 0

@@ -4,7 +4,8 @@ controlled label noise (the testbed of ``docs/ABLATION.md``).
 For each prompt of a prompt DataModule's training split, the candidates are: the reference translation, the starting
 policy's greedy output, ``num_samples`` of its pure samples (the rollout decoding of ``configs/tiny_mt.yaml``) and
 ``num_corruptions`` corrupted references (1–2 edits each: a word dropped, repeated or moved, a/an or agreement errors,
-a Spanish word left in, the end cut off). Each candidate gets the **gold score**
+a Spanish word left in, the end cut off) and ``num_other`` references of other prompts. Each candidate gets the
+**gold score**
 
     gold = chrF(candidate, reference) − grammar_penalty × (number of Harper grammar lints, spell check off)
 
@@ -33,7 +34,7 @@ from typing import Optional
 from alarm_pl.data.preferences import PreferenceDataModule, PreferencePair, write_preferences
 from alarm_pl.data.tiny_corruptions import corrupt
 
-VERSION = 1
+VERSION = 2  # 2: references of other prompts among the candidates
 SPLITS = ("train", "val", "test")
 
 
@@ -51,7 +52,10 @@ class TinyPreferenceSpec:
     """Pure samples of the policy per prompt."""
     num_corruptions: int = 2
     """Corrupted references per prompt."""
-    pairs_per_prompt: int = 2
+    num_other: int = 1
+    """References of other prompts per prompt: fluent English that translates another sentence (without them a reward
+    model can score fluency while ignoring the source; see docs/ABLATION.md)."""
+    pairs_per_prompt: int = 4
     """Pairs drawn per prompt (fewer when fewer pairs clear ``min_margin``)."""
     min_margin: float = 5.0
     """Least gold difference of a pair, in chrF points: closer candidates have no clear preference."""
@@ -78,8 +82,8 @@ class TinyPreferenceSpec:
         if self.val_share <= 0 or self.test_share <= 0 or self.val_share + self.test_share >= 1:
             raise ValueError(f"val_share and test_share must be > 0 with a sum below 1, got {self.val_share}, "
                              f"{self.test_share}")
-        if min(self.num_samples, self.num_corruptions, self.pairs_per_prompt) < 0 or self.pairs_per_prompt == 0:
-            raise ValueError("num_samples and num_corruptions must be >= 0 and pairs_per_prompt >= 1")
+        if min(self.num_samples, self.num_corruptions, self.num_other) < 0 or self.pairs_per_prompt < 1:
+            raise ValueError("num_samples, num_corruptions and num_other must be >= 0 and pairs_per_prompt >= 1")
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class Candidate:
     """One candidate response with its gold score."""
 
     text: str
-    kind: str  # reference | greedy | sample | corrupted
+    kind: str  # reference | greedy | sample | corrupted | other
     chrf: float
     lints: int
     gold: float
@@ -105,6 +109,14 @@ def draw_pairs(candidates: list[Candidate], count: int, min_margin: float, rng: 
     eligible = [(a, b) if a.gold > b.gold else (b, a) for i, a in enumerate(candidates) for b in candidates[i + 1:]
                 if abs(a.gold - b.gold) >= min_margin]
     return rng.sample(eligible, min(count, len(eligible)))
+
+
+def other_index(index: int, count: int, rng: random.Random) -> int:
+    """A record index other than ``index``, uniform over the ``count - 1`` others (``index`` itself when alone)."""
+    if count < 2:
+        return index
+    other = rng.randrange(count - 1)
+    return other + (other >= index)
 
 
 def source_text(prompt: str, metadata: Optional[dict]) -> str:
@@ -177,6 +189,7 @@ def generate(spec: TinyPreferenceSpec) -> tuple[dict[str, list[PreferencePair]],
         texts = [(record.reference, "reference"), (greedy[index], "greedy")]
         texts += [(text, "sample") for text in samples[index]]
         texts += [(corrupt(record.reference, source, rng), "corrupted") for _ in range(spec.num_corruptions)]
+        texts += [(records[other_index(index, len(records), rng)].reference, "other") for _ in range(spec.num_other)]
         candidates = score_candidates(texts, record.reference, linter, spec.grammar_penalty)
         split = split_of.get(index, "train")
         for chosen, rejected in draw_pairs(candidates, spec.pairs_per_prompt, spec.min_margin, rng):
@@ -266,19 +279,19 @@ class TinyPreferenceDataModule(PreferenceDataModule):
         return json.loads((cached_set(self.spec) / "manifest.json").read_text(encoding="utf-8"))
 
 
-def main(out: str, spec: TinyPreferenceSpec = TinyPreferenceSpec()) -> None:
-    """Write the tiny task's preference set into ``out`` (train/val/test JSON Lines and manifest.json).
+def main(argv: Optional[list[str]] = None) -> None:
+    """``python -m alarm_pl.data.tiny_preferences --out DIR [--spec.<field> VALUE ...]``: write the tiny task's
+    preference set (train/val/test JSON Lines and manifest.json) into ``DIR`` and print its split summary."""
+    from jsonargparse import ArgumentParser, set_parsing_settings
 
-    Args:
-        out: the output directory (replaced if it exists).
-        spec: how the pairs are generated.
-    """
-    manifest = write_set(spec, Path(out))
-    print(json.dumps(manifest["splits"], indent=2))
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # the spec's field docstrings become --help
+    parser = ArgumentParser(prog="python -m alarm_pl.data.tiny_preferences", description=main.__doc__)
+    parser.add_argument("--out", type=str, required=True, help="output directory (replaced if it exists)")
+    parser.add_argument("--spec", type=TinyPreferenceSpec, default=TinyPreferenceSpec(), help="how pairs are made")
+    args = parser.parse_args(argv)
+    spec = args.spec if isinstance(args.spec, TinyPreferenceSpec) else TinyPreferenceSpec(**args.spec.as_dict())
+    print(json.dumps(write_set(spec, Path(args.out))["splits"], indent=2))
 
 
 if __name__ == "__main__":
-    from jsonargparse import CLI, set_parsing_settings
-
-    set_parsing_settings(docstring_parse_attribute_docstrings=True)
-    CLI(main)
+    main()

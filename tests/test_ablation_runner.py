@@ -103,6 +103,18 @@ def test_resume_reuses_finished_runs_and_redoes_the_rest(tmp_path):
         run_all(runs, _commands(runs, extra="--changed"), parallel=1)
 
 
+def test_resume_refuses_runs_of_an_edited_configuration(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("seed_everything: 0\n")
+    runs = plan_runs(["hierarchical"], [0], [], tmp_path, baseline=False)
+    commands = {name: [*cmd, "--config", str(config)] for name, cmd in _commands(runs).items()}
+    assert [o.status for o in run_all(runs, commands, parallel=1)] == ["ran"]
+    assert [o.status for o in run_all(runs, commands, parallel=1)] == ["reused"]
+    config.write_text("seed_everything: 1\n")
+    with pytest.raises(SweepMismatch, match="c.yaml changed"):
+        run_all(runs, commands, parallel=1)
+
+
 def test_parallel_runs_share_out_the_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 8)

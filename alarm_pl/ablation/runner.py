@@ -1,7 +1,7 @@
 """Running the sweep's runs as subprocesses, one after another or N at a time, and resuming an interrupted sweep.
 
-A run is finished when its marker ``done.json`` exists, names the same command line (the sweep's settings did not
-change) and its test generation file is there with the recorded SHA-256. The marker is written atomically after the
+A run is finished when its marker ``done.json`` exists, names the same command line and configuration file contents
+(the sweep's settings did not change) and its test generation file is there with the recorded SHA-256. The marker is written atomically after the
 process exited 0 and its test generation file was read back whole, so a run killed at any point before that is
 redone from scratch (its directory is emptied first) and a finished one is never redone.
 """
@@ -65,11 +65,19 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def config_digests(command: Sequence[str]) -> dict[str, Optional[str]]:
+    """SHA-256 of each file the command line names after ``--config`` (None for a file that is not there): the same
+    command line over an edited configuration is another run."""
+    paths = [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--config"]
+    return {path: _sha256(Path(path)) if Path(path).is_file() else None for path in paths}
+
+
 def finished(run: Run, command: Sequence[str]) -> Optional[dict]:
     """The run's marker when the run is finished (see the module docstring), else None.
 
     Raises:
-        SweepMismatch: the marker records another command line, naming both and the way out.
+        SweepMismatch: the marker records another command line or other configuration file contents, naming both
+            and the way out.
     """
     marker = run.directory / MARKER
     if not marker.is_file():
@@ -79,6 +87,11 @@ def finished(run: Run, command: Sequence[str]) -> Optional[dict]:
         raise SweepMismatch(f"{marker}: this run was made by another command line:\n  {' '.join(record['command'])}\n"
                             f"now planned:\n  {' '.join(command[1:])}\nthe configuration, overrides or sweep changed; "
                             f"use another --out, or delete {run.directory} to redo it")
+    changed = [path for path, digest in config_digests(command).items()
+               if record.get("config_sha256", {}).get(path) != digest]
+    if changed:
+        raise SweepMismatch(f"{marker}: {', '.join(changed)} changed since this run was made; use another --out, or "
+                            f"delete {run.directory} to redo it")
     test_file = run.directory / record["test_file"]
     if not test_file.is_file() or _sha256(test_file) != record["sha256"]:
         log.warning("%s: its test file %s is missing or changed; the run is redone", run.name, test_file)
@@ -108,7 +121,8 @@ def execute(run: Run, command: Sequence[str], env: dict) -> Outcome:
     if test_file is None:
         return Outcome(run, "failed", wall, cpu, error=f"no test generation file under {run.generations_dir}")
     records = read_generations(test_file)  # raises on a malformed file: a run is finished only with a whole one
-    marker = {"command": list(command[1:]), "test_file": str(test_file.relative_to(run.directory)),
+    marker = {"command": list(command[1:]), "config_sha256": config_digests(command),
+              "test_file": str(test_file.relative_to(run.directory)),
               "records": len(records), "sha256": _sha256(test_file), "wall_s": wall, "cpu_s": cpu,
               "finished_at": datetime.datetime.now().isoformat(timespec="seconds")}
     write_text_atomic(run.directory / MARKER, json.dumps(marker, indent=2) + "\n")

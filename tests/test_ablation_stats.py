@@ -80,3 +80,11 @@ def test_win_rates_over_seeds_by_hand():
     # start's Avg. per seed: mean of its rates against A and B = (0.1 + 0.3) / 2 = 0.2; seed 1: 0.3 (B tied out)
     assert summary["avg"]["start"].mean == pytest.approx(0.25)
     assert summary["avg"]["A"].high == pytest.approx(0.7 + 12.706205 * math.sqrt(0.02) / math.sqrt(2), abs=1e-5)
+
+
+def test_active_aspects_are_marked_unused_under_holistic_only():
+    from alarm_pl.ablation.report import active_aspects_cell
+
+    assert active_aspects_cell("hierarchical,mode=auto", ["grammar", "spelling"]) == "grammar, spelling"
+    assert active_aspects_cell("holistic_only,mode=auto", ["grammar"]) == "(grammar; unused)"
+    assert active_aspects_cell("holistic_only", []) == "–"

@@ -102,6 +102,15 @@ def win_rates_section(results: dict) -> list[str]:
     return lines
 
 
+def active_aspects_cell(system: str, aspects: Sequence[str]) -> str:
+    """The runs table's aspect cell: the aspects selected at the end, marked unused under ``holistic_only`` (its
+    reward ignores them even though the selection ran)."""
+    if not aspects:
+        return "–"
+    text = ", ".join(aspects)
+    return f"({text}; unused)" if system.split(",")[0] == "holistic_only" else text
+
+
 def runs_section(results: dict) -> list[str]:
     rows = []
     for run in results["runs"]:
@@ -109,7 +118,7 @@ def runs_section(results: dict) -> list[str]:
         rows.append([run["system"], "–" if run["seed"] is None else str(run["seed"]), run["status"],
                      _num(run["wall_s"], digits=0), _num(run["cpu_s"], digits=0), _num(m.get("chrf")),
                      _num(m.get("bleu")), _num(m.get("holistic"), digits=3), _num(m.get("length"), digits=1),
-                     _num(t.get("kl")), ", ".join(t.get("active_aspects", [])) or "–"])
+                     _num(t.get("kl")), active_aspects_cell(run["system"], t.get("active_aspects", []))])
     failed = [f"- `{r['system']}` seed {r['seed']}: {r['error']}" for r in results["runs"] if r["status"] == "failed"]
     return ["## Runs", "", *_table(["system", "seed", "status", "wall s", "CPU s", "chrF", "BLEU", "H", "length",
                                     "final KL", "active aspects"], rows), "", *failed, ""]

@@ -11,6 +11,7 @@ import torch
 from alarm_pl.callbacks.selection import AspectSelection
 from alarm_pl.cli import cli_main
 from tests.helpers import RewardProbe
+from alarm_pl.reward_training import RewardModelModule
 from alarm_pl.sft import SFTModule
 
 CONFIGS = sorted(glob.glob(str(Path(__file__).parents[1] / "configs" / "*.yaml")))
@@ -24,6 +25,8 @@ def test_every_config_parses_and_has_a_header(config):
     cli = cli_main(["--config", config, "--trainer.accelerator", "cpu", "--trainer.precision", "32-true"], run=False)
     if isinstance(cli.model, SFTModule):
         assert cli.model.scoring.holistic_scorer is not None and cli.model.max_target_length
+    elif isinstance(cli.model, RewardModelModule):
+        assert "{response}" in cli.model.template and cli.model.max_length > 0
     else:
         assert cli.model.reward_config.strategy in ("holistic_only", "aspect_only", "weighted_sum", "hierarchical")
 

@@ -86,7 +86,7 @@ def _separable_pairs(n: int, seed: int) -> list[PreferencePair]:
     only at the end of the text, where the reward is read."""
     rng = random.Random(seed)
     pairs = []
-    for es, en in unique_pairs(n, seed):
+    for es, en in unique_pairs(n, "rl", seed):
         words = en[:-1].split()
         pairs.append(PreferencePair(PROMPT_PREFIX + es, en, " ".join(words[:max(1, len(words) - rng.randint(1, 2))])))
     return pairs
@@ -111,7 +111,8 @@ def test_learning_through_the_cli_and_export_round_trip(tmp_path):
             "--trainer.logger.init_args.save_dir", str(tmp_path)]
     before = cli_main(["validate", *args]).trainer.callback_metrics["val/accuracy"]
     assert before < 0.5  # the untrained head (seed 0) prefers the cut-off texts
-    cli = cli_main(["fit", *args, "--trainer.max_epochs", "3", "--export_dir", str(export), "--test_after_fit", "true"])
+    cli = cli_main(["fit", *args, "--trainer.max_epochs", "3", "--trainer.val_check_interval", "1.0",  # once an epoch
+                    "--export_dir", str(export), "--test_after_fit", "true"])
     assert _val_accuracy(tmp_path)[-1] > 0.9  # held-out pairwise accuracy rises
     assert cli.trainer.callback_metrics["test/accuracy"] > 0.9
 

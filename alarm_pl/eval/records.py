@@ -11,8 +11,9 @@ written before that field existed read as ``degenerate: false`` and carry the pe
 
 Non-finite floats are written as ``null`` so that the file stays strict JSON; ``null`` reads back as NaN.
 
-Every file of the evaluation suite is written atomically: a temporary file in the same directory, flushed and
-fsynced, then ``os.replace``d over the target, so a reader never sees a half-written file.
+Every file of the evaluation suite is written atomically (``alarm_pl/files.py``): a temporary file in the same
+directory, flushed and fsynced, then ``os.replace``d over the target, so a reader never sees a half-written file and a
+failed write (a full disk) leaves the previous file intact; the error names the file.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, Union
+
+from alarm_pl.files import atomic_writer  # noqa: F401 (re-exported: the evaluation suite writes through it)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -143,27 +146,6 @@ def _boolean(value: Any, name: str, where: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{where}: field {name!r} must be true or false, got {value!r}")
     return value
-
-
-@contextlib.contextmanager
-def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary binary file next to ``path``; on success flush, fsync and ``os.replace`` it onto ``path``.
-
-    On an exception the temporary file is removed and ``path`` is left untouched.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from alarm_pl.config import GenerationConfig, PolicyConfig
+from alarm_pl.faults import guard_memory
 from alarm_pl.models.loading import (quantization_config, resolve_model_reference, resolve_pretrained,
                                      torch_dtype_from_str)
 from alarm_pl.models.passes import hf_model, response_logits_and_hidden
@@ -174,6 +175,21 @@ class Policy(nn.Module):
         """
         self.train(self.config.gradient_checkpointing)
 
+    def fingerprint(self) -> dict[str, str]:
+        """What identifies this policy in a checkpoint (``checkpointing/fingerprint.py``): the model reference, the
+        model's kind and size, the adapter's shape, the reference policy and the precision. Call after ``load``."""
+        base = self._base_config()
+        text = base.get_text_config() if hasattr(base, "get_text_config") else base
+        shape = (f"{base.model_type} {'seq2seq' if self.is_seq2seq else 'causal'} vocab={text.vocab_size} "
+                 f"hidden={text.hidden_size} layers={text.num_hidden_layers}")
+        adapter = "full fine-tuning"
+        if self.config.lora_r:
+            lora = self.model.peft_config["default"]
+            adapter = f"LoRA r={lora.r} alpha={lora.lora_alpha} targets={sorted(lora.target_modules or [])}"
+        return {"model": self.config.model_name_or_path, "model_shape": shape, "adapter": adapter,
+                "reference": self.config.reference if self.config.lora_r else "frozen copy",
+                "precision": f"{self.config.dtype}, {self.config.quantization_bits or 'no'} quantization bits"}
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The adapter (or the whole model when ``lora_r == 0``) and the value head."""
         return [p for p in self.parameters() if p.requires_grad]
@@ -263,8 +279,13 @@ class Policy(nn.Module):
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(self, query_ids: Tensor, query_mask: Tensor, config: GenerationConfig, do_sample: bool) -> Generation:
-        """Sample (or greedily decode) responses; returns right-padded ids with the EOS kept as last real token."""
-        return self._generate(query_ids, query_mask, config, do_sample, record=False)[0]
+        """Sample (or greedily decode) responses; returns right-padded ids with the EOS kept as last real token.
+
+        Raises:
+            OutOfMemoryFault: on every process when any ran out of memory (``alarm_pl/faults.py``).
+        """
+        return guard_memory("generation", lambda: self._generate(query_ids, query_mask, config, do_sample,
+                                                                  record=False))[0]
 
     @torch.no_grad()
     def generate_with_scores(self, query_ids: Tensor, query_mask: Tensor, config: GenerationConfig,
@@ -272,7 +293,8 @@ class Policy(nn.Module):
         """``generate``, plus the sampled tokens' log-probs and values read from generation's own pass
         (``models/sampling.py``): what ``forward`` would give on the responses, without running it, where
         ``generation_scores_exact`` holds."""
-        generated, scores = self._generate(query_ids, query_mask, config, do_sample, record=True)
+        generated, scores = guard_memory("generation", lambda: self._generate(query_ids, query_mask, config,
+                                                                               do_sample, record=True))
         return generated, scores
 
     def generation_scores_exact(self, device_type: str) -> bool:

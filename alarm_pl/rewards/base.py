@@ -170,3 +170,7 @@ class Scorer(ABC):
 
 class ScorerError(RuntimeError):
     """A scorer could not produce a score (server down, model missing, bad input); the message names the scorer."""
+
+
+class ScorerUnavailable(ScorerError):
+    """A scorer's server (or remote model) stayed unreachable after its retries; the message names the URL."""

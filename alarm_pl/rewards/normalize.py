@@ -185,5 +185,5 @@ def normalize_holistic(score: Score, normalizer: Optional[Normalizer], update: b
     if normalizer is None:
         return raw
     if update:
-        normalizer.update(raw)
+        normalizer.update(raw[torch.isfinite(raw)])  # a dropped (NaN) sample never reaches the statistics
     return normalizer(raw)  # (B,)

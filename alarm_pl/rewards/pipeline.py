@@ -12,7 +12,9 @@ from torch import Tensor, nn
 
 from alarm_pl.config import RewardConfig
 from alarm_pl.rewards.align import decode_batch_with_spans
+from alarm_pl.faults import RolloutFault, agree_across_processes
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
+from alarm_pl.rewards.checks import NonFiniteFilter, run_scorer, without_rows
 from alarm_pl.rewards.normalize import shape_aspect, normalize_holistic
 
 
@@ -25,7 +27,10 @@ class ScoredBatch(NamedTuple):
         aspect_rewards: (B, T) shaped and weighted reward of each aspect by name; 0 on degenerate rows.
         degenerate: (B,) bool, empty responses (``RewardConfig.degenerate_max_tokens``).
         holistic_unpenalized: (B,) H as the reward model scored it, normalised, without the penalty (what generation
-            files and win rates report, as the authors' test files do).
+            files and win rates report, as the authors' test files do); NaN for dropped samples.
+        dropped: (B,) bool, samples some scorer gave a NaN/inf value: every score of theirs is emptied (metric NaN,
+            nothing placed), ``holistic`` is 0 and training leaves them out of the update (``alarm_pl/faults.py``).
+        dropped_by: how many samples each scorer's non-finite values dropped, by scorer name.
     """
 
     scores: dict[str, Score]
@@ -33,6 +38,8 @@ class ScoredBatch(NamedTuple):
     aspect_rewards: dict[str, Tensor]
     degenerate: Tensor
     holistic_unpenalized: Tensor
+    dropped: Optional[Tensor] = None
+    dropped_by: Optional[dict[str, int]] = None
 
 
 class ScoringPipeline(nn.Module):
@@ -57,6 +64,7 @@ class ScoringPipeline(nn.Module):
         self.normalizers = nn.ModuleDict({s.name: s.normalizer for s in [holistic, *aspects]
                                           if isinstance(s.normalizer, nn.Module)})
         self._ready = False
+        self._nonfinite = NonFiniteFilter()
 
     @property
     def aspect_names(self) -> list[str]:
@@ -83,26 +91,39 @@ class ScoringPipeline(nn.Module):
         return ScoringInput(prompts, texts, references, metadata, response_ids, response_mask.bool(), spans)
 
     def score(self, inputs: ScoringInput, update_normalizers: bool = True) -> ScoredBatch:
-        """Score with every scorer; ``update_normalizers`` is False for evaluation and for paired greedy scoring."""
+        """Score with every scorer; ``update_normalizers`` is False for evaluation and for paired greedy scoring.
+
+        Every scorer runs before any normaliser is fed, and a scorer's failure is shared with every process
+        (``faults.agree_across_processes``) before the first collective, so a failed batch changes no state and
+        every process stops at the same point. Samples with non-finite scores are dropped (``ScoredBatch.dropped``).
+
+        Raises:
+            ScorerFault: a scorer raised, returned the wrong shapes or NaN/inf for most of the batch, on any process.
+            OutOfMemoryFault: a scorer ran out of memory on any process.
+        """
+        scores, dropped_by, fault = {}, {}, None
+        try:
+            for scorer in [self.holistic_scorer, *self.aspect_scorers]:
+                scores[scorer.name] = run_scorer(scorer, inputs)
+            dropped_by = {name: self._nonfinite.check(name, score, inputs) for name, score in scores.items()}
+        except RolloutFault as err:
+            fault = err
+        agree_across_processes(fault)
+        return self._normalize(inputs, scores, dropped_by, update_normalizers)
+
+    def _normalize(self, inputs: ScoringInput, scores: dict[str, Score], dropped_by: dict[str, Tensor],
+                   update: bool) -> ScoredBatch:
         mask = inputs.response_mask
+        dropped = torch.stack(list(dropped_by.values())).any(dim=0).to(mask.device)  # (B,)
+        scores = {name: without_rows(score, dropped) for name, score in scores.items()}
         degenerate = inputs.lengths <= self.reward.degenerate_max_tokens  # (B,)
-        holistic_score = self._checked(self.holistic_scorer, inputs)
-        scored = normalize_holistic(holistic_score, self.holistic_scorer.normalizer, update_normalizers).to(mask.device)
+        holistic_score = scores[self.holistic_scorer.name]
+        scored = normalize_holistic(holistic_score, self.holistic_scorer.normalizer, update).to(mask.device)
         holistic = torch.where(degenerate, torch.full_like(scored, self.reward.degenerate_holistic), scored)  # (B,)
-        scores = {self.holistic_scorer.name: holistic_score}
+        holistic = torch.where(dropped, torch.zeros_like(holistic), holistic)  # no NaN past this point
         aspect_rewards = {}
         for scorer in self.aspect_scorers:
-            score = self._checked(scorer, inputs)
-            scores[scorer.name] = score
-            reward = shape_aspect(score, scorer, update=update_normalizers).to(mask.device)  # (B, T)
+            reward = shape_aspect(scores[scorer.name], scorer, update=update).to(mask.device)  # (B, T)
             aspect_rewards[scorer.name] = reward * (~degenerate).unsqueeze(1) * mask
-        return ScoredBatch(scores, holistic, aspect_rewards, degenerate, scored)
-
-    @staticmethod
-    def _checked(scorer: Scorer, inputs: ScoringInput) -> Score:
-        score = scorer.score(inputs)
-        expected = tuple(inputs.response_mask.shape)
-        if tuple(score.values.shape) != expected or tuple(score.metric.shape) != (len(inputs),):
-            raise RuntimeError(f"scorer {scorer.name!r} returned values {tuple(score.values.shape)} / metric "
-                               f"{tuple(score.metric.shape)}; expected {expected} / ({len(inputs)},)")
-        return score
+        counts = {name: int(rows.sum()) for name, rows in dropped_by.items()}
+        return ScoredBatch(scores, holistic, aspect_rewards, degenerate, scored, dropped, counts)

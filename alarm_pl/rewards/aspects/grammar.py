@@ -34,7 +34,8 @@ What each backend catches (both count every match, spelling included, as the pap
   rates are lower and not comparable in value with the paper's; the direction (lower is better) and the alignment
   are the same.
 
-A server that cannot be reached raises ``ScorerError`` naming the scorer and the URL — never a silent zero.
+A server that cannot be reached raises ``ScorerUnavailable`` naming the scorer and the URL — never a silent zero;
+during training the run then stops at the rollout boundary with a checkpoint (``alarm_pl/faults.py``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from typing import Literal, Optional
 import torch
 
 from alarm_pl.retry import Failure, RetryError, RetryPolicy, call_with_retries, is_retried_status, retry_after_seconds
-from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScoringInput, Span
+from alarm_pl.rewards.base import Score, Scorer, ScorerError, ScorerUnavailable, ScoringInput, Span
 
 
 def utf16_to_index(text: str, offsets: list[int]) -> list[int]:
@@ -206,7 +207,7 @@ class GrammarScorer(Scorer):
         """One HTTP call with retries (``alarm_pl.retry``); the decoded JSON reply.
 
         Raises:
-            ScorerError: after the last failed attempt, or at once on a status that is not retried (e.g. 404).
+            ScorerUnavailable: after the last failed attempt, or at once on a status that is not retried (e.g. 404).
         """
         def attempt() -> dict | list:
             with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=self.timeout) as reply:
@@ -216,7 +217,7 @@ class GrammarScorer(Scorer):
         try:
             return call_with_retries(attempt, _classify, policy)[0]
         except RetryError as err:
-            raise ScorerError(f"scorer {self.name!r}: LanguageTool request to {url} failed after {err.attempts} "
+            raise ScorerUnavailable(f"scorer {self.name!r}: LanguageTool request to {url} failed after {err.attempts} "
                               f"attempt(s) (timeout {self.timeout:g} s): {err.failure.message}. Is a LanguageTool "
                               f"server running there?") from None
 

@@ -18,7 +18,8 @@ directories and the end-of-command summary in ``outputs.py``, the progress bar i
 from __future__ import annotations
 
 import os
-from typing import Optional
+import signal
+from typing import Any, Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningCLI
@@ -50,16 +51,22 @@ class ALaRMCLI(LightningCLI):
             check_checkpoint(self.config[self.subcommand].get("ckpt_path"), self.subcommand)
             name_evaluation_run(self.config[self.subcommand], self.subcommand)
 
-    def instantiate_trainer(self, **kwargs):
-        """The trainer, with the project's progress bar unless the configuration brings its own or disables it."""
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """The trainer, with the project's progress bar unless the configuration brings its own or disables it, and
+        alarm_pl's checkpointing (``alarm_pl/checkpointing``): a ``RunCheckpoint`` unless the configuration names a
+        checkpoint callback, and atomic, ``weights_only`` checkpoint files."""
         from alarm_pl.callbacks.progress import RunProgressBar, wants_default_progress_bar
+        from alarm_pl.checkpointing import install_safe_checkpoint_io, with_run_checkpoint
 
-        if wants_default_progress_bar(self._get(self.config_init, "trainer", default={})):
+        trainer_config = {**self._get(self.config_init, "trainer", default={})}
+        if wants_default_progress_bar(trainer_config):
             defaults = self.trainer_defaults.get("callbacks") or []
             self.trainer_defaults = {**self.trainer_defaults,
                                      "callbacks": [*(defaults if isinstance(defaults, list) else [defaults]),
                                                    RunProgressBar()]}
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**with_run_checkpoint(trainer_config, kwargs))
+        install_safe_checkpoint_io(trainer)
+        return trainer
 
     def _start_command(self) -> None:
         quiet_eval_mode_warning(self.model)
@@ -116,8 +123,14 @@ def build_cli(cli_class: type[LightningCLI], args: Optional[list[str]], run: boo
 
 
 def cli_main(args: Optional[list[str]] = None, run: bool = True) -> ALaRMCLI:
-    """Entry point; ``args`` lets tests run the CLI in-process. Ends with the summary of what was written."""
-    cli = build_cli(ALaRMCLI, args, run)
+    """Entry point; ``args`` lets tests run the CLI in-process. A run stopped by SIGTERM (after saving last.ckpt)
+    exits with 143 (128 + SIGTERM), so that a scheduler sees it was interrupted, not finished. Ends with the summary of what was written."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        cli = build_cli(ALaRMCLI, args, run)
+    except SIGTERMException:
+        raise SystemExit(128 + signal.SIGTERM) from None
     export_dir = None
     if run and cli.subcommand == "fit":
         export_dir = cli.config["fit"].get("export_dir")

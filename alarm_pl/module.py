@@ -27,16 +27,19 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from alarm_pl.callbacks.base import rollout_pipeline
 from alarm_pl.callbacks.composition import RewardComposition
 from alarm_pl.callbacks.selection import AspectSelection
+from alarm_pl.checkpointing import ResumeState, fingerprint
 from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig, SelectionConfig
 from alarm_pl.data.prompts import PromptBatch
 from alarm_pl.eval.collector import EvalCollector
 from alarm_pl.eval.hooks import GenerationEvaluation
 from alarm_pl.eval.records import jsonable, run_identity
+from alarm_pl.faults import NonFiniteError, is_out_of_memory, memory_advice
 from alarm_pl.models.policy import Generation, Policy
 from alarm_pl.models.sampling import SampledScores
 from alarm_pl.ppo import functional as F
@@ -103,7 +106,8 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         return batch  # prompt batches are texts; they are tokenized on the device in the step
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [AspectSelection(self.selection_config, self.scoring.aspect_names), RewardComposition(self.reward_config)]
+        return [AspectSelection(self.selection_config, self.scoring.aspect_names), RewardComposition(self.reward_config),
+                ResumeState()]
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.policy.trainable_parameters())
@@ -129,8 +133,16 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         if rollout.token_rewards is None:
             raise RuntimeError("the rollout callbacks left token_rewards unset (a user RolloutCallback must hand back "
                                "the composed rewards it received, adjusted or not)")
+        if not bool(torch.isfinite(rollout.token_rewards).all()):
+            raise NonFiniteError("the composed token rewards hold NaN or inf after the rollout callbacks; a user "
+                                 "RolloutCallback must hand back finite rewards (nothing was trained on them)")
         start = time.perf_counter()
-        stats = self.ppo_update(rollout)
+        try:
+            stats = self.ppo_update(rollout)
+        except Exception as err:  # noqa: BLE001 - only out-of-memory errors get the advice
+            if is_out_of_memory(err):
+                raise torch.OutOfMemoryError(memory_advice("the PPO update", err)) from err
+            raise
         stats["time/update"] = time.perf_counter() - start
         self._log_rollout(rollout, stats)
 
@@ -162,9 +174,11 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         inputs, scored = self._decode_and_score(batch.prompts, batch.references, batch.metadata, generated,
                                                 update_normalizers=True)
         times["time/score"] = time.perf_counter() - start
+        times.update({f"dropped/{name}": float(count) for name, count in scored.dropped_by.items()})
+        keep = response_mask & ~scored.dropped.unsqueeze(1)  # (B, T): a dropped sample takes no part in the update
         return Rollout(query_ids=query_ids, query_mask=query_mask, response_ids=response_ids,
-                       response_mask=response_mask, inputs=inputs, old_logprobs=old.logprobs,
-                       ref_logprobs=ref_logprobs, values=old.values, scores=scored.scores,
+                       response_mask=keep, inputs=inputs, old_logprobs=old.logprobs * keep,
+                       ref_logprobs=ref_logprobs * keep, values=old.values * keep, scores=scored.scores,
                        holistic_name=self.scoring.holistic_scorer.name, holistic=scored.holistic,
                        aspect_rewards=scored.aspect_rewards, degenerate=scored.degenerate, stats=times)
 
@@ -287,8 +301,12 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         backward passes of a rollout is synchronised, not only the first after DDP's forward. ``tests/test_ddp.py``
         checks it with two processes, and that the check fails when that preparation is switched off."""
         params = self.policy.trainable_parameters()
-        if self.ppo_config.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, self.ppo_config.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(params, self.ppo_config.max_grad_norm or math.inf)
+        if not bool(torch.isfinite(norm)):  # the same on every process: gradients are already averaged
+            last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
+            raise NonFiniteError(f"rollout {self.global_step + 1}: the gradient norm is {float(norm)} (a NaN/inf "
+                                 f"loss); this optimizer step was not applied and training stops. The last checkpoint "
+                                 f"is {last}; resume from it with a lower learning rate or model.ppo.max_grad_norm")
         if counted:
             optimizer.step()
         else:
@@ -307,14 +325,13 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
 
     # ------------------------------------------------------------------ logging
     def _log_rollout(self, rollout: Rollout, stats: dict[str, float]) -> None:
-        mask = rollout.response_mask
         logs = {f"train/{k}": v for k, v in {**rollout.stats, **stats}.items()}
         logs["train/holistic"] = float(rollout.holistic.mean())
-        logs["train/holistic_raw"] = float(rollout.scores[rollout.holistic_name].oriented_metric.mean())
+        logs["train/holistic_raw"] = float(rollout.scores[rollout.holistic_name].oriented_metric.nanmean())
         for name, score in rollout.scores.items():
             if name != rollout.holistic_name:
-                logs[f"train/aspect/{name}"] = float(score.metric.float().mean())
-        logs["train/response_length"] = float(mask.sum(dim=1).float().mean())
+                logs[f"train/aspect/{name}"] = float(score.metric.float().nanmean())  # NaN: a dropped sample
+        logs["train/response_length"] = float(rollout.inputs.lengths.float().mean())
         logs["train/degenerate_rate"] = float(rollout.degenerate.float().mean())
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=rollout.batch_size, sync_dist=False)
 
@@ -387,12 +404,22 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         # LightningCLI would merge saved hyper-parameters over the command line of `test --ckpt_path` (decoding,
         # output paths); the YAML is the source of truth, so a checkpoint carries none.
         checkpoint.pop("hyper_parameters", None)
+        fingerprint.stamp(checkpoint, self.checkpoint_fingerprint())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of another configuration (``checkpointing/fingerprint.py``), then restore β."""
         super().on_load_checkpoint(checkpoint)  # GenerationEvaluation: the checkpoint's step names the test files
         self.policy.load()
+        fingerprint.check(checkpoint, self.checkpoint_fingerprint(), self.trainer.ckpt_path, rank_zero_warn)
         if "kl_controller" in checkpoint:
             self.kl_controller.load_state_dict(checkpoint["kl_controller"])
+
+    def checkpoint_fingerprint(self) -> dict:
+        """The settings a checkpoint must share with the run that loads it: policy, scorers, strategy, selection."""
+        selection = self.selection_config
+        return {"module": type(self).__name__, **self.policy.fingerprint(), "strategy": self.reward_config.strategy,
+                "scorers": fingerprint.scorers_fingerprint([self.scoring.holistic_scorer, *self.scoring.aspect_scorers]),
+                "selection": f"{selection.mode} among {selection.aspects or self.scoring.aspect_names}"}
 
     def export(self, out_dir: str, merged: bool = False) -> None:
         """Write a standard peft adapter directory (and optionally the merged model); see ``Policy.export``."""

@@ -19,8 +19,10 @@ from typing import Optional, Sequence
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from alarm_pl.checkpointing import ResumeState, fingerprint
 from alarm_pl.config import GenerationConfig, PolicyConfig, RewardConfig
 from alarm_pl.data.prompts import DataFormatError, PromptBatch, PromptDataModule, PromptRecord
 from alarm_pl.data.sft_batch import IGNORE_INDEX, SFTBatch, causal_batch, prompt_ids, seq2seq_batch, target_ids
@@ -185,15 +187,22 @@ class SFTModule(GenerationEvaluation, pl.LightningModule):
                             jsonable(asdict(self.generation_config)), self.evaluated_step, stage=stage)
 
     # ------------------------------------------------------------------ checkpoints and export
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return [ResumeState()]  # dropout masks draw from the global generator: a resume restores it
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep the trainable weights only (the adapter under LoRA, every weight under full fine-tuning)."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
         checkpoint.pop("hyper_parameters", None)  # the YAML and command line are the source of truth, as for PPO
+        fingerprint.stamp(checkpoint, {"module": type(self).__name__, **self.policy.fingerprint()})
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of another module or policy (``checkpointing/fingerprint.py``)."""
         super().on_load_checkpoint(checkpoint)  # GenerationEvaluation: the checkpoint's step names the test files
         self.policy.load()
+        fingerprint.check(checkpoint, {"module": type(self).__name__, **self.policy.fingerprint()},
+                          self.trainer.ckpt_path, rank_zero_warn)
 
     def export(self, out_dir: str, merged: bool = False) -> None:
         """Write the fine-tuned policy to ``out_dir`` as one plain ``transformers`` model plus tokenizer (a LoRA

@@ -37,8 +37,10 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
+from torch.utils.data import DataLoader, DistributedSampler
 
 from alarm_pl.callbacks.base import PolicyScorer, RolloutCallback, RolloutStage
+from alarm_pl.checkpointing.resume_state import gather_per_process, process_count
 from alarm_pl.config import SelectionConfig
 from alarm_pl.data.prompts import PromptBatch
 from alarm_pl.rewards.base import Score
@@ -75,6 +77,21 @@ def take_prompts(batches: Iterable[PromptBatch], n: int) -> Iterator[PromptBatch
                                 None if batch.indices is None else batch.indices[cut])
         left -= len(batch)
         yield batch
+
+
+def measurement_batches(loader: Iterable[PromptBatch], world_size: int, rank: int) -> Iterable[PromptBatch]:
+    """Batches of this process's share of the training prompts, in a seeded random order, for the selection pass.
+
+    A training ``DataLoader`` is not iterated itself: a resumable loader's saved position is that of its latest
+    iterator, and its order generator would move, so the pass reads the same dataset through a loader of its own
+    (the order follows the run's seed). Anything else (a list of batches) is returned as it is.
+    """
+    if not isinstance(loader, DataLoader):
+        return loader
+    sampler = DistributedSampler(loader.dataset, num_replicas=max(world_size, 1), rank=rank, shuffle=True,
+                                 seed=torch.initial_seed() % 2**63)
+    batch_size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", 1)
+    return DataLoader(loader.dataset, batch_size=batch_size, sampler=sampler, collate_fn=loader.collate_fn)
 
 
 class AspectSelection(RolloutCallback):
@@ -118,7 +135,8 @@ class AspectSelection(RolloutCallback):
             raise RuntimeError("AspectSelection (model.selection.mode=auto): the trainer has no training dataloader "
                                "to draw the selection prompts from")
         per_process = math.ceil(self.config.num_prompts / max(trainer.world_size, 1))
-        self.selection_pass(pl_module, trainer.train_dataloader, per_process)
+        batches = measurement_batches(trainer.train_dataloader, trainer.world_size, getattr(trainer, "global_rank", 0))
+        self.selection_pass(pl_module, batches, per_process)
 
     def selection_pass(self, scorer: PolicyScorer, batches: Iterable[PromptBatch], num_prompts: int) -> None:
         """Pair greedy with sampled responses of the current policy on ``num_prompts`` prompts, then decide once.
@@ -154,13 +172,14 @@ class AspectSelection(RolloutCallback):
     # ------------------------------------------------------------------ every rollout
     def on_rollout_scored(self, trainer: Trainer, module: PolicyScorer, rollout: Rollout) -> Rollout:
         """Measure (online), decide when due, and hand back the rollout with ``active_aspects`` and stats."""
-        self.rollouts_seen += 1
         if self.config.mode == "auto" and not self.decided:
             raise RuntimeError("AspectSelection (model.selection.mode=auto): no decision before the first rollout; "
                                "the selection pass runs in on_train_start (was the callback used outside "
                                "Trainer.fit?)")
         if self.config.mode == "online":
-            self._measure(module, rollout)
+            self._measure(module, rollout)  # first: a scorer fault here leaves the state of the last rollout
+        self.rollouts_seen += 1
+        if self.config.mode == "online":
             if self._decision_due():
                 self._decide()
         stats = {**rollout.stats, **self._stats()}
@@ -242,10 +261,17 @@ class AspectSelection(RolloutCallback):
             "history": [dict(entry) for entry in self.history],
             "inconsistency": dict(self.inconsistency),
             "counts": {name: value.clone() for name, value in self._counts.items()},
+            "process_counts": gather_per_process(self._local_counts()),
         }
 
+    def _local_counts(self) -> dict[str, Tensor]:
+        """This process's own counts (what it adds to the sum), as CPU copies."""
+        return {name: getattr(self.metric, name).detach().cpu().clone() for name in COUNT_NAMES}
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore ``state_dict``; the summed counts go to process 0 (zeros elsewhere) so the sum stays right."""
+        """Restore ``state_dict``: every process gets back its own counts, so that decaying and adding to them
+        rounds exactly as in the run that saved them; with another number of processes the summed counts go to
+        process 0 (zeros elsewhere), so the sum stays right."""
         if list(state_dict["candidates"]) != list(self.candidates):
             raise ValueError(f"AspectSelection: the checkpoint's candidate aspects {state_dict['candidates']} differ "
                              f"from the configured ones {list(self.candidates)} (model.aspects / "
@@ -256,6 +282,10 @@ class AspectSelection(RolloutCallback):
         self.history = [dict(entry) for entry in state_dict["history"]]
         self.inconsistency = dict(state_dict["inconsistency"])
         self._counts = {name: torch.as_tensor(value).clone() for name, value in state_dict["counts"].items()}
-        rank_counts = self._counts if _process_rank() == 0 else {
-            name: torch.zeros_like(value) for name, value in self._counts.items()}
+        per_process, rank = state_dict.get("process_counts"), _process_rank()
+        if per_process is not None and len(per_process) == process_count():
+            rank_counts = {name: torch.as_tensor(value).clone() for name, value in per_process[rank].items()}
+        else:
+            rank_counts = self._counts if rank == 0 else {
+                name: torch.zeros_like(value) for name, value in self._counts.items()}
         self.metric.set_counts(rank_counts)

@@ -7,14 +7,17 @@ module does not need to know the policy).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torchdata.stateful_dataloader import StatefulDataLoader
 
-from alarm_pl.data.sampling import LengthGroupedBatchSampler
+from alarm_pl.data.sampling import LengthGroupedBatchSampler, ShardedRandomSampler
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,12 @@ class _Records(Dataset):
         return index, self.records[index]
 
 
+def _stateful_loader(dataset: Dataset, **kwargs) -> StatefulDataLoader:
+    with warnings.catch_warnings():  # torchdata 0.11 calls a torch API that torch 2.13 deprecates, on every loader
+        warnings.filterwarnings("ignore", message=".*set_vital.*")
+        return StatefulDataLoader(dataset, **kwargs)
+
+
 class PromptDataModule(pl.LightningDataModule):
     """Prompts from JSON Lines files.
 
@@ -144,23 +153,49 @@ class PromptDataModule(pl.LightningDataModule):
             self._splits[split] = self.load_split(split)
         return self._splits[split]
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        records = _Records(self.records(split))
-        if shuffle and self.group_by_length:
-            lengths = [len(r.prompt) + len(r.reference or "") for r in records.records]
-            batches = LengthGroupedBatchSampler(RandomSampler(records), batch_size, drop_last=True, lengths=lengths)
-            return DataLoader(records, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
-        return DataLoader(records, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                          num_workers=self.num_workers, drop_last=shuffle)
+    def train_dataloader(self) -> StatefulDataLoader:
+        """Shuffled training batches from a resumable loader: Lightning saves its position (and its generator) in
+        every checkpoint and restores it on resume, so a resumed run sees the batches an uninterrupted one would
+        (``data/sampling.py``).
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        The order comes from a generator of its own, seeded with the run's seed (``seed_everything``), so that
+        nothing the policy draws (sampling, minibatch order, dropout) shifts the data order, and the other way round.
+        Under DDP every process takes its shard of the same order.
+        """
+        records = _Records(self.records("train"))
+        seed = torch.initial_seed()
+        order = torch.Generator().manual_seed(seed)
+        world, rank = self._processes()
+        if self.group_by_length:
+            lengths = [len(r.prompt) + len(r.reference or "") for r in records.records]
+            batches = LengthGroupedBatchSampler(RandomSampler(records, generator=order), self.batch_size,
+                                                drop_last=True, lengths=lengths, generator=order)
+            loader = _stateful_loader(records, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
+        else:
+            sampler = ShardedRandomSampler(len(records), order, num_replicas=world, rank=rank)
+            loader = _stateful_loader(records, batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
+                                      num_workers=self.num_workers, drop_last=True)
+        # the loader draws its workers' base seed from a generator of its own, never from the order's
+        loader.generator = torch.Generator().manual_seed((seed + 1) % 2**63)
+        return loader
+
+    def _processes(self) -> tuple[int, int]:
+        """(world size, rank) of the trainer this data module is attached to, else of torch.distributed."""
+        if self.trainer is not None:
+            return self.trainer.world_size, self.trainer.global_rank
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(_Records(self.records(split)), batch_size=self.eval_batch_size, shuffle=False,
+                          collate_fn=collate, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._eval_loader("test")
 
 
 class TinyMTDataModule(PromptDataModule):

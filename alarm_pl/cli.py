@@ -32,6 +32,20 @@ from alarm_pl.outputs import OutputTracker, check_checkpoint, name_evaluation_ru
 class ALaRMCLI(LightningCLI):
     """LightningCLI with the LightningModule and the LightningDataModule both chosen by ``class_path``."""
 
+    def _parse_ckpt_path(self) -> None:
+        """Check a ``--ckpt_path`` before anything is built: a missing file (``outputs.check_checkpoint``), and a
+        truncated, foreign or unsafe one (``checkpointing.read_checkpoint``), end here with a message naming the
+        file. LightningCLI would also merge the checkpoint's hyper-parameters into the configuration here; alarm_pl
+        checkpoints carry none (the YAML and command line are the source of truth). Names Lightning resolves itself
+        (``last``, ``best``, ``hpc``, ``registry``) and URLs are checked when the trainer loads them."""
+        from alarm_pl.checkpointing import read_checkpoint
+
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        check_checkpoint(ckpt_path, subcommand)
+        if ckpt_path and os.path.isfile(ckpt_path):
+            read_checkpoint(ckpt_path, map_location="cpu")
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--export_dir", type=Optional[str], default=None,
                             help="After fit: export the trained policy here with the module's export(): PPO writes "

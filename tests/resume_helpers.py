@@ -15,6 +15,9 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from alarm_pl.rewards.aspects.reference import ReferenceScorer
+from alarm_pl.rewards.base import ScorerUnavailable
+
 ROOT = Path(__file__).parents[1]
 READY = "paused"
 
@@ -39,9 +42,36 @@ class PauseAfterCheckpoint(pl.Callback):
             time.sleep(0.02)
 
 
+DOWN_AT = "ALARM_PL_TEST_SCORER_DOWN_AT"
+"""Environment variable: the call of ``FlakyReference.score`` (1-based, in this process) from which its server is down."""
+
+
+class FlakyReference(ReferenceScorer):
+    """tiny_mt's chrF holistic scorer whose (pretend) server goes away from call ``$ALARM_PL_TEST_SCORER_DOWN_AT`` of
+    this process on: it then raises what a remote scorer raises after its last retry (``ScorerUnavailable``)."""
+
+    URL = "http://127.0.0.1:9/score"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def score(self, inputs):
+        self.calls += 1
+        if os.environ.get(DOWN_AT) and self.calls >= int(os.environ[DOWN_AT]):
+            raise ScorerUnavailable(f"scorer {self.name!r}: request to {self.URL} failed after 3 attempt(s): "
+                                    f"connection refused")
+        return super().score(inputs)
+
+
+HOLISTIC = ('{"class_path": "tests.resume_helpers.FlakyReference", "init_args": {"metric": "chrf", "normalizer": '
+            '{"class_path": "alarm_pl.rewards.normalize.FixedNormalizer", "init_args": {"mean": 25.32, "std": 17.47}}}}')
+"""tiny_mt.yaml's holistic scorer (same metric and normaliser) as a ``FlakyReference``."""
+
+
 def fit_command(root: Path, *args: str) -> list[str]:
     """``python -m alarm_pl fit`` on the tiny MT config, shrunk: 24 training prompts in batches of 8 (3 rollouts an
-    epoch), 8 new tokens, online selection deciding after rollout 2 and again every 2, validation every 2 rollouts,
+    epoch), 8 new tokens, the holistic scorer a ``FlakyReference`` (up unless told otherwise), online selection deciding after rollout 2 and again every 2, validation every 2 rollouts,
     metrics flushed every rollout (a killed run keeps what it logged)."""
     return [sys.executable, "-m", "alarm_pl", "fit", "--config", str(ROOT / "configs" / "tiny_mt.yaml"),
             "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
@@ -50,7 +80,8 @@ def fit_command(root: Path, *args: str) -> list[str]:
             "--data.init_args.batch_size", "8", "--data.init_args.num_train", "24", "--data.init_args.num_val", "8",
             "--model.generation.max_new_tokens", "8", "--model.selection.mode", "online",
             "--model.selection.warmup_rollouts", "2", "--model.selection.reselect_every", "2",
-            "--model.selection.min_pairs", "1", "--trainer.val_check_interval", "2", *args]
+            "--model.selection.min_pairs", "1", "--trainer.val_check_interval", "2", "--model.holistic", HOLISTIC,
+            *args]
 
 
 def callbacks(pause_after: int | None = None, marker: str = "") -> list[str]:
@@ -62,13 +93,13 @@ def callbacks(pause_after: int | None = None, marker: str = "") -> list[str]:
     return ["--trainer.callbacks", "[" + ", ".join(items) + "]"]
 
 
-def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+def environment(**extra: str) -> dict[str, str]:
+    return {**os.environ, **extra, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false"}
 
 
-def run(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+def run(command: list[str], timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, env=environment(**env), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 def run_until_paused(command: list[str], marker: Path, sig: int, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -10,8 +10,8 @@ import signal
 
 import pytest
 import torch
-from resume_helpers import (callbacks, fit_command, last_checkpoint, run, run_until_paused, train_rows,
-                            trainable_weights)
+from resume_helpers import (DOWN_AT, FlakyReference, callbacks, fit_command, last_checkpoint, run, run_until_paused,
+                            train_rows, trainable_weights)
 
 ROLLOUTS = 6
 
@@ -92,3 +92,19 @@ def test_a_truncated_or_foreign_configuration_checkpoint_is_refused_by_fit(unint
     last_line = result.stderr.strip().splitlines()[-1]
     assert result.returncode != 0 and "comes from a different configuration: adapter: checkpoint \"LoRA r=16" in \
         last_line and "this run \"LoRA r=8" in last_line, last_line
+
+
+def test_a_scorer_server_that_goes_away_stops_with_a_checkpoint_and_the_run_resumes_exactly(uninterrupted, tmp_path):
+    """The holistic scorer's server is down from its third call (rollout 2's scoring: rollout 1 scores sampled and
+    greedy responses): the run stops, names the URL and saves the state after rollout 1; once the server is back,
+    ``--ckpt_path last`` repeats the uninterrupted run."""
+    root = tmp_path / "run"
+    command = fit_command(root, "--trainer.max_steps", str(ROLLOUTS))
+    failed = run(command + callbacks(), **{DOWN_AT: "3"})
+    last_line = failed.stderr.strip().splitlines()[-1]
+    assert failed.returncode != 0 and FlakyReference.URL in failed.stderr, failed.stderr[-4000:]
+    assert "resume with --ckpt_path" in last_line and last_line.endswith("last.ckpt"), last_line
+    assert last_checkpoint(root)["global_step"] == 1 and sorted(train_rows(root)) == [0]
+    finished = run(command + callbacks() + ["--ckpt_path", "last"])
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert_same_run(root, uninterrupted)

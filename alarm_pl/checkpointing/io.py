@@ -32,6 +32,23 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _unpickler_detail(error: BaseException) -> str:
+    """The safe unpickler's own reason (e.g. ``Unsupported global: GLOBAL x.Y ...``, ``Unsupported operand 90``),
+    without torch's generic advice around it."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0].split(" Please use")[0] if lines else type(error).__name__  # not torch's advice to allowlist
+
+
+def _corrupt(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path} is truncated, corrupt or not a torch file ({reason}); if a run was "
+                           f"killed while writing it, use the previous checkpoint (last.ckpt is only ever replaced by "
+                           f"a complete file)")
+
+
 def read_checkpoint(path: str | os.PathLike[str], map_location: Any = None) -> dict[str, Any]:
     """Load a training checkpoint with ``weights_only=True``.
 
@@ -49,17 +66,14 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = None) -> d
         with path.open("rb") as handle:
             checkpoint = torch.load(handle, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only load failed" not in str(err).lower():
-            raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({_first_line(err)})") from None
-        blocked = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "global" in line]
-        raise CheckpointError(f"checkpoint {path} holds objects beyond tensors and plain containers "
-                              f"({blocked[0] if blocked else _first_line(err)}); refusing to unpickle it, since that "
-                              f"could run code. Checkpoints written by alarm_pl never hold such objects: this file "
-                              f"comes from elsewhere") from None
+        detail = _unpickler_detail(err)
+        if "global" not in detail.lower():  # an operand the safe unpickler does not know: bytes of something else
+            raise _corrupt(path, f"UnpicklingError: {detail}") from None
+        raise CheckpointError(f"checkpoint {path} holds objects beyond tensors and plain containers ({detail}); "
+                              f"refusing to unpickle it, since that could run code. Checkpoints written by alarm_pl "
+                              f"never hold such objects: this file comes from elsewhere") from None
     except Exception as err:  # noqa: BLE001 - the unpickler fails on foreign bytes in many ways (IndexError, ...)
-        raise CheckpointError(f"checkpoint {path} is truncated, corrupt or not a torch file ({type(err).__name__}: "
-                              f"{_first_line(err)}); if a run was killed while writing it, use the previous "
-                              f"checkpoint (last.ckpt is only ever replaced by a complete file)") from None
+        raise _corrupt(path, f"{type(err).__name__}: {_first_line(err)}") from None
     missing = [key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:
         raise CheckpointError(f"checkpoint {path} is a torch file but not a training checkpoint (no {missing}); "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+import yaml
 
 from alarm_pl.rewards.aspects.reference import ReferenceScorer
 from alarm_pl.rewards.base import ScorerUnavailable
@@ -64,8 +66,12 @@ class FlakyReference(ReferenceScorer):
         return super().score(inputs)
 
 
-HOLISTIC = ('{"class_path": "tests.resume_helpers.FlakyReference", "init_args": {"metric": "chrf", "normalizer": '
-            '{"class_path": "alarm_pl.rewards.normalize.FixedNormalizer", "init_args": {"mean": 25.32, "std": 17.47}}}}')
+def _flaky_holistic() -> str:
+    holistic = yaml.safe_load((ROOT / "configs" / "tiny_mt.yaml").read_text())["model"]["init_args"]["holistic"]
+    return json.dumps({**holistic, "class_path": "tests.resume_helpers.FlakyReference"})
+
+
+HOLISTIC = _flaky_holistic()
 """tiny_mt.yaml's holistic scorer (same metric and normaliser) as a ``FlakyReference``."""
 
 

@@ -14,6 +14,7 @@ from resume_helpers import (DOWN_AT, FlakyReference, callbacks, fit_command, las
                             train_rows, trainable_weights)
 
 ROLLOUTS = 6
+SECRET = "hf_5ecret-DO-NOT-LEAK-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +98,17 @@ def test_a_truncated_or_foreign_configuration_checkpoint_is_refused_by_fit(unint
 def test_a_scorer_server_that_goes_away_stops_with_a_checkpoint_and_the_run_resumes_exactly(uninterrupted, tmp_path):
     """The holistic scorer's server is down from its third call (rollout 2's scoring: rollout 1 scores sampled and
     greedy responses): the run stops, names the URL and saves the state after rollout 1; once the server is back,
-    ``--ckpt_path last`` repeats the uninterrupted run."""
+    ``--ckpt_path last`` repeats the uninterrupted run. Tokens in the environment appear in no file the runs write."""
     root = tmp_path / "run"
     command = fit_command(root, "--trainer.max_steps", str(ROLLOUTS))
-    failed = run(command + callbacks(), **{DOWN_AT: "3"})
+    secrets = {"HF_TOKEN": SECRET, "OPENAI_API_KEY": SECRET}  # in the environment, as on a cluster
+    failed = run(command + callbacks(), **{DOWN_AT: "3"}, **secrets)
     last_line = failed.stderr.strip().splitlines()[-1]
     assert failed.returncode != 0 and FlakyReference.URL in failed.stderr, failed.stderr[-4000:]
     assert "resume with --ckpt_path" in last_line and last_line.endswith("last.ckpt"), last_line
     assert last_checkpoint(root)["global_step"] == 1 and sorted(train_rows(root)) == [0]
-    finished = run(command + callbacks() + ["--ckpt_path", "last"])
+    finished = run(command + callbacks() + ["--ckpt_path", "last"], **secrets)
     assert finished.returncode == 0, finished.stderr[-4000:]
     assert_same_run(root, uninterrupted)
+    written = [path for path in root.rglob("*") if path.is_file()]
+    assert len(written) > 5 and not [path for path in written if SECRET.encode() in path.read_bytes()]

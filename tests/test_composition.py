@@ -65,7 +65,7 @@ def test_hierarchical_at_below_and_above_threshold() -> None:
     assert stats["reward/aspect_component_mean"] == pytest.approx(0.6875)
     assert stats["reward/grammar_mean"] == pytest.approx(0.4375)  # (4·0.25 + 3·0.25) / 4
     assert stats["reward/spelling_mean"] == pytest.approx(0.25)  # (0.5 + 0.5) / 4
-    assert "reward/length_mean" not in stats and stats["time/score"] == 2.0
+    assert stats["reward/length_mean"] == 0.0 and stats["time/score"] == 2.0  # inactive: logged as 0, not left out
 
 
 def test_weighted_sum_and_aspect_only_give_degenerate_rows_w_h_times_h_alone() -> None:

@@ -100,7 +100,11 @@ class RewardComposition(RolloutCallback):
             "reward/aspect_component_mean": _mean_of_sums(rewards - holistic_part),
             "reward/total_mean": _mean_of_sums(rewards),
         }
-        for name in rollout.active_aspects:
+        for name in rollout.aspect_rewards:  # every candidate, every rollout: 0 when inactive (a key logged only
+            # some rollouts would show its last value in the others' rows: Lightning keeps it within the epoch)
+            if name not in rollout.active_aspects:
+                stats[f"reward/{name}_mean"] = 0.0
+                continue
             single = dataclasses.replace(rollout, active_aspects=(name,))
             stats[f"reward/{name}_mean"] = _mean_of_sums(self._compose(rollout, active_aspect_reward(single))
                                                          - holistic_part)

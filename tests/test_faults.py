@@ -164,3 +164,23 @@ def test_a_failing_scorer_leaves_the_normalisers_untouched():
     with pytest.raises(ScorerFault) as caught:
         pipeline.score(scoring_input())
     assert caught.value.agreed and int(normalizer.count) == 0  # the batch changed no state
+
+
+def test_a_non_finite_gradient_stops_before_the_optimizer_step():
+    from types import SimpleNamespace
+
+    from alarm_pl.faults import NonFiniteError
+    from alarm_pl.module import ALaRMModule
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    (weight * torch.tensor([1.0, math.nan, 2.0])).sum().backward()
+    inner = torch.optim.SGD([weight], lr=0.1)
+    optimizer = SimpleNamespace(optimizer=inner, step=inner.step, zero_grad=inner.zero_grad)
+    module = SimpleNamespace(policy=SimpleNamespace(trainable_parameters=lambda: [weight]),
+                             ppo_config=SimpleNamespace(max_grad_norm=1.0), global_step=4,
+                             trainer=SimpleNamespace(checkpoint_callback=SimpleNamespace(
+                                 last_model_path="runs/x/checkpoints/last.ckpt")))
+    with pytest.raises(NonFiniteError, match=r"rollout 5: the gradient norm is nan .* not applied .* The last "
+                                             r"checkpoint is runs/x/checkpoints/last.ckpt"):
+        ALaRMModule._optimizer_step(module, optimizer, counted=True)
+    assert weight.detach().tolist() == [1.0, 1.0, 1.0]

@@ -123,7 +123,8 @@ def test_fit_and_test_say_where_their_outputs_went(tmp_path, capsys, monkeypatch
     run = tmp_path / "logs" / "version_0"
     ckpt = run / "checkpoints" / "epoch=0-step=2.ckpt"
     summary = _summary(out)
-    assert summary["run"] == str(run) and summary["checkpoints"] == str(ckpt)
+    assert summary["run"] == str(run)  # the validation's checkpoint, and the last.ckpt every run leaves (issue 8)
+    assert _paths(summary["checkpoints"]) == [str(ckpt), str(run / "checkpoints" / "last.ckpt")]
     assert summary["logs"].startswith(str(run / "config.yaml")) and "metrics.csv" in summary["logs"]
     # the trained policy's file and, at the first validation, the starting policy's (module.evaluate_baseline)
     assert _paths(summary["generations"]) == [str(run / "generations" / f"val-{policy}step000002.jsonl")

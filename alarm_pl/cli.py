@@ -113,9 +113,11 @@ class ALaRMCLI(LightningCLI):
 
     def print_summary(self, export_dir: Optional[str] = None) -> None:
         """Print the run directory and the files this command wrote (process 0 only)."""
-        if not self.trainer.is_global_zero or not hasattr(self, "output_tracker"):
+        if not hasattr(self, "output_tracker"):
             return
-        run_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        run_dir = self.trainer.log_dir or self.trainer.default_root_dir  # a broadcast under DDP: every process calls it
+        if not self.trainer.is_global_zero:
+            return
         print("\n".join(summary_lines(self.subcommand, run_dir, self.output_tracker.written(), export_dir)))
 
 

@@ -48,8 +48,9 @@ def calibration_snippet(name: str, values: Tensor, provenance: str, date: Option
     values = values.detach().double().flatten()
     values = values[torch.isfinite(values)]
     if values.numel() < 2 or values.std().item() == 0:
-        raise ValueError(f"calibration_snippet({name!r}): need at least 2 finite, not all equal values "
-                         f"(got {values.numel()})")
+        raise ValueError(
+            f"calibration_snippet({name!r}): need at least 2 finite, not all equal values (got {values.numel()})"
+        )
     date = date or datetime.date.today().isoformat()
     comment = [f"# {name}: FixedNormalizer fitted on n={values.numel()} values, {date}"]
     comment += [f"# {line}" for line in provenance.strip().splitlines()]
@@ -91,10 +92,18 @@ class CalibrateCLI(LightningCLI):
     options; nothing runs on parsing."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument("--num_prompts", type=int, default=512,
-                            help="Training prompts to sample (at least this many: whole batches are scored).")
-        parser.add_argument("--ckpt_path", type=Optional[str], default=None,
-                            help="Calibrate this checkpoint's policy instead of the starting one.")
+        parser.add_argument(
+            "--num_prompts",
+            type=int,
+            default=512,
+            help="Training prompts to sample (at least this many: whole batches are scored).",
+        )
+        parser.add_argument(
+            "--ckpt_path",
+            type=Optional[str],
+            default=None,
+            help="Calibrate this checkpoint's policy instead of the starting one.",
+        )
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -116,9 +125,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     with torch.no_grad():
         values = collect(module, datamodule.train_dataloader(), num_prompts)
     decoding = module.generation_config
-    provenance = (f"python -m alarm_pl.calibrate {' '.join(argv)}\n"
-                  f"policy {module.policy.config.model_name_or_path}, do_sample={decoding.do_sample}, "
-                  f"top_k={decoding.top_k}, top_p={decoding.top_p}, max_new_tokens={decoding.max_new_tokens}")
+    provenance = (
+        f"python -m alarm_pl.calibrate {' '.join(argv)}\n"
+        f"policy {module.policy.config.model_name_or_path}, do_sample={decoding.do_sample}, "
+        f"top_k={decoding.top_k}, top_p={decoding.top_p}, max_new_tokens={decoding.max_new_tokens}"
+    )
     for name, tensor in values.items():
         try:
             print(calibration_snippet(name, tensor, provenance))

@@ -1,9 +1,10 @@
 """The command line: ``python -m alarm_pl fit|validate|test --config configs/X.yaml`` (LightningCLI).
 
 The LightningModule is chosen by the config's ``model.class_path`` (``alarm_pl.module.ALaRMModule`` for PPO with
-hierarchical rewards, ``alarm_pl.sft.SFTModule`` for supervised fine-tuning) and the DataModule by ``data.class_path``. Every argument is typed and documented:
-``fit --model.help alarm_pl.module.ALaRMModule`` lists a module's arguments, ``--print_config`` shows the resolved
-configuration, and dotted overrides reach ``init_args`` directly (``--model.ppo.clip_range 0.1``).
+hierarchical rewards, ``alarm_pl.sft.SFTModule`` for supervised fine-tuning) and the DataModule by ``data.class_path``.
+Every argument is typed and documented: ``fit --model.help alarm_pl.module.ALaRMModule`` lists a module's arguments,
+``--print_config`` shows the resolved configuration, and dotted overrides reach ``init_args`` directly
+(``--model.ppo.clip_range 0.1``).
 
 The optimizer is an argument of the module (``model.optimizer``), built over the trainable parameters only;
 LightningCLI's own top-level ``--optimizer``/``--lr_scheduler`` are switched off, because an optimizer built over
@@ -24,8 +25,7 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningCLI
 
-from alarm_pl.console import (quiet_checkpoint_dirpath_warning, quiet_eval_mode_warning, quiet_library_noise,
-                              run_command)
+from alarm_pl.console import quiet_checkpoint_dirpath_warning, quiet_eval_mode_warning, quiet_library_noise, run_command
 from alarm_pl.outputs import OutputTracker, check_checkpoint, name_evaluation_run, summary_lines
 
 
@@ -47,17 +47,29 @@ class ALaRMCLI(LightningCLI):
             read_checkpoint(ckpt_path, map_location="cpu")
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument("--export_dir", type=Optional[str], default=None,
-                            help="After fit: export the trained policy here with the module's export(): PPO writes "
-                                 "the peft adapter (+ value head, tokenizer), SFT a full model (LoRA merged) that "
-                                 "PPO loads as model.policy.model_name_or_path.")
-        parser.add_argument("--export_merged", type=bool, default=False,
-                            help="PPO, with --export_dir: also write the merged full model under <export_dir>/merged "
-                                 "(SFT exports are always merged).")
-        parser.add_argument("--test_after_fit", type=bool, default=False,
-                            help="After fit: run the test loop on the trained weights in the same process (the test "
-                                 "generation file and test/* metrics), as `test --ckpt_path` would on the last "
-                                 "checkpoint.")
+        parser.add_argument(
+            "--export_dir",
+            type=Optional[str],
+            default=None,
+            help="After fit: export the trained policy here with the module's export(): PPO writes "
+            "the peft adapter (+ value head, tokenizer), SFT a full model (LoRA merged) that "
+            "PPO loads as model.policy.model_name_or_path.",
+        )
+        parser.add_argument(
+            "--export_merged",
+            type=bool,
+            default=False,
+            help="PPO, with --export_dir: also write the merged full model under <export_dir>/merged "
+            "(SFT exports are always merged).",
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="After fit: run the test loop on the trained weights in the same process (the test "
+            "generation file and test/* metrics), as `test --ckpt_path` would on the last "
+            "checkpoint.",
+        )
 
     # ------------------------------------------------------------------ what the terminal shows
     def before_instantiate_classes(self) -> None:
@@ -75,9 +87,10 @@ class ALaRMCLI(LightningCLI):
         trainer_config = {**self._get(self.config_init, "trainer", default={})}
         if wants_default_progress_bar(trainer_config):
             defaults = self.trainer_defaults.get("callbacks") or []
-            self.trainer_defaults = {**self.trainer_defaults,
-                                     "callbacks": [*(defaults if isinstance(defaults, list) else [defaults]),
-                                                   RunProgressBar()]}
+            self.trainer_defaults = {
+                **self.trainer_defaults,
+                "callbacks": [*(defaults if isinstance(defaults, list) else [defaults]), RunProgressBar()],
+            }
         trainer = super().instantiate_trainer(**with_run_checkpoint(trainer_config, kwargs))
         install_safe_checkpoint_io(trainer)
         return trainer
@@ -108,8 +121,10 @@ class ALaRMCLI(LightningCLI):
             return
         policy = self.config[subcommand].model.get("init_args", {}).get("policy")
         start = f" ({policy.model_name_or_path})" if policy is not None and "model_name_or_path" in policy else ""
-        print(f"{subcommand}: no --ckpt_path given, so this evaluates the starting policy{start}, not a trained one; "
-              f"pass --ckpt_path …/checkpoints/X.ckpt to evaluate a training run")
+        print(
+            f"{subcommand}: no --ckpt_path given, so this evaluates the starting policy{start}, not a trained one; "
+            f"pass --ckpt_path …/checkpoints/X.ckpt to evaluate a training run"
+        )
 
     def print_summary(self, export_dir: Optional[str] = None) -> None:
         """Print the run directory and the files this command wrote (process 0 only)."""
@@ -121,8 +136,9 @@ class ALaRMCLI(LightningCLI):
         print("\n".join(summary_lines(self.subcommand, run_dir, self.output_tracker.written(), export_dir)))
 
 
-def build_cli(cli_class: type[LightningCLI], args: Optional[list[str]], run: bool,
-              prog: str = "python -m alarm_pl") -> LightningCLI:
+def build_cli(
+    cli_class: type[LightningCLI], args: Optional[list[str]], run: bool, prog: str = "python -m alarm_pl"
+) -> LightningCLI:
     """Parse ``args`` and build the module, data module and trainer with one of the project's CLIs (training, or
     calibration in ``alarm_pl/calibrate.py``): one parser setup for every command; ``prog`` names the command in
     usage and error messages."""
@@ -133,14 +149,24 @@ def build_cli(cli_class: type[LightningCLI], args: Optional[list[str]], run: boo
 
     quiet_library_noise()
     set_parsing_settings(docstring_parse_attribute_docstrings=True)  # dataclass field docstrings become --help
-    return cli_class(pl.LightningModule, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
-                     args=args, run=run, auto_configure_optimizers=False, save_config_kwargs={"overwrite": True},
-                     parser_class=ProjectArgumentParser, parser_kwargs={"prog": prog})
+    return cli_class(
+        pl.LightningModule,
+        datamodule_class=None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        run=run,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        parser_class=ProjectArgumentParser,
+        parser_kwargs={"prog": prog},
+    )
 
 
 def cli_main(args: Optional[list[str]] = None, run: bool = True) -> ALaRMCLI:
     """Entry point; ``args`` lets tests run the CLI in-process. A run stopped by SIGTERM (after saving last.ckpt)
-    exits with 143 (128 + SIGTERM), so that a scheduler sees it was interrupted, not finished. Ends with the summary of what was written."""
+    exits with 143 (128 + SIGTERM), so that a scheduler sees it was interrupted, not finished. Ends with the summary of
+    what was written."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     try:

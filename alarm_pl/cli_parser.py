@@ -59,26 +59,34 @@ class ProjectArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"tip: `{prog} --help` lists every option (ALARM_PL_DEBUG=1 shows the parser's full "
-                         f"report)\nerror: {explain_parse_error(message, parser)}\n")
+        sys.stderr.write(
+            f"tip: `{prog} --help` lists every option (ALARM_PL_DEBUG=1 shows the parser's full "
+            f"report)\nerror: {explain_parse_error(message, parser)}\n"
+        )
         self.exit(2)
 
 
 # ---------------------------------------------------------------------------------------------- explaining errors
 _CLASS = re.compile(r"Problem with given class_path '([\w.]+)'")
 _KEY = re.compile(r'Parser key "([\w.]+)"')
-_UNKNOWN = [re.compile(r"Group '([\w.]+)' does not accept option '([\w.]+)'"),
-            re.compile(r"()Option '([\w.]+)' is not accepted"),
-            re.compile(r"()does not accept option '([\w.]+)'"),
-            re.compile(r"()unrecognized arguments: --([\w.]+)")]
+_UNKNOWN = [
+    re.compile(r"Group '([\w.]+)' does not accept option '([\w.]+)'"),
+    re.compile(r"()Option '([\w.]+)' is not accepted"),
+    re.compile(r"()does not accept option '([\w.]+)'"),
+    re.compile(r"()unrecognized arguments: --([\w.]+)"),
+]
 _LITERAL = re.compile(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)$")
-_NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subtypes: |Errors:$|"
-                    r"- Expected a <class 'NoneType'>|Given value type: |Given value: |$)")
+_NOISE = re.compile(
+    r"^(Does not validate against any of the Union subtypes|Subtypes: |Errors:$|"
+    r"- Expected a <class 'NoneType'>|Given value type: |Given value: |$)"
+)
 
-OPTIMIZER_HINT = ("the optimizer is an argument of the module: --model.optimizer torch.optim.AdamW "
-                  "--model.optimizer.lr 1e-4 (and --model.lr_scheduler). LightningCLI's own top-level "
-                  "--optimizer/--lr_scheduler are switched off: they would be built over every parameter, and a "
-                  "LoRA policy's base weights are frozen")
+OPTIMIZER_HINT = (
+    "the optimizer is an argument of the module: --model.optimizer torch.optim.AdamW "
+    "--model.optimizer.lr 1e-4 (and --model.lr_scheduler). LightningCLI's own top-level "
+    "--optimizer/--lr_scheduler are switched off: they would be built over every parameter, and a "
+    "LoRA policy's base weights are frozen"
+)
 
 
 def explain_parse_error(message: str, parser=None) -> str:
@@ -93,8 +101,9 @@ def explain_parse_error(message: str, parser=None) -> str:
         if found:
             key = ".".join(part for part in found.groups() if part)
             return _unknown_option(prefix, key, classes[-1] if classes else None, parser)
-    reasons = [line.lstrip("- ") for line in lines
-               if not (_NOISE.match(line) or _KEY.match(line) or _CLASS.search(line))]
+    reasons = [
+        line.lstrip("- ") for line in lines if not (_NOISE.match(line) or _KEY.match(line) or _CLASS.search(line))
+    ]
     if not reasons:
         return message
     where = ".".join(prefix)

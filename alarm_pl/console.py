@@ -21,32 +21,54 @@ DEBUG_ENV = "ALARM_PL_DEBUG"
 
 # (logger, message prefix, why it is harmless here). Filters sit on the logger that creates the record.
 LOG_NOISE = [
-    ("lightning.pytorch.utilities.rank_zero", "💡 Tip:", "Lightning's pointer to its cloud services (litlogger, "
-     "litmodels), printed by every Trainer"),
+    (
+        "lightning.pytorch.utilities.rank_zero",
+        "💡 Tip:",
+        "Lightning's pointer to its cloud services (litlogger, litmodels), printed by every Trainer",
+    ),
     ("lightning.fabric.utilities.rank_zero", "💡 Tip:", "the same, when the fabric logger emits it"),
-    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward", "bitsandbytes looks for the optional "
-     "`kernels` package for 4-bit inference on CPUs with AVX-512 BF16; this project quantizes on CUDA only "
-     "(PolicyConfig.quantization_bits refuses a CPU)"),
-    ("lightning.pytorch.utilities.rank_zero", "The following callbacks returned in `LightningModule.configure_callbacks`"
-     " will override existing callbacks passed to Trainer: AspectSelection, RewardComposition", "a test run by the "
-     "trainer right after fit (--test_after_fit) re-installs the PPO module's own two callbacks over themselves"),
+    (
+        "bitsandbytes.backends.cpu.ops",
+        "Failed to load CPU gemm_4bit_forward",
+        "bitsandbytes looks for the optional "
+        "`kernels` package for 4-bit inference on CPUs with AVX-512 BF16; this project quantizes on CUDA only "
+        "(PolicyConfig.quantization_bits refuses a CPU)",
+    ),
+    (
+        "lightning.pytorch.utilities.rank_zero",
+        "The following callbacks returned in `LightningModule.configure_callbacks`"
+        " will override existing callbacks passed to Trainer: AspectSelection, RewardComposition",
+        "a test run by the "
+        "trainer right after fit (--test_after_fit) re-installs the PPO module's own two callbacks over themselves",
+    ),
 ]
 
 # (logger, message prefix, why): shown the first time, then dropped.
 LOG_ONCE = [
-    ("bitsandbytes.autograd._functions", "MatMul8bitLt: inputs will be cast from", "LLM.int8 multiplies in float16 "
-     "by design and bitsandbytes says so on every 8-bit matrix product (hundreds of lines per rollout)"),
+    (
+        "bitsandbytes.autograd._functions",
+        "MatMul8bitLt: inputs will be cast from",
+        "LLM.int8 multiplies in float16 "
+        "by design and bitsandbytes says so on every 8-bit matrix product (hundreds of lines per rollout)",
+    ),
 ]
 
 # (message regex, why it is harmless here); any warning category.
 WARNING_NOISE = [
-    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", "Lightning 2.6's own use of a torch pytree API that torch "
-     "2.13 deprecates; nothing for the user to change"),
-    (r"`is_gradient_checkpointing` is deprecated", "peft reads a transformers 5 attribute that is being renamed; "
-     "nothing for the user to change"),
-    (r"You have overridden `transfer_batch_to_device` in `LightningModule` but have passed in a "
-     r"`LightningDataModule`", "intended: the modules move no batch, prompt batches are texts tokenized on the "
-     "device in the step (ALaRMModule.transfer_batch_to_device)"),
+    (
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        "Lightning 2.6's own use of a torch pytree API that torch 2.13 deprecates; nothing for the user to change",
+    ),
+    (
+        r"`is_gradient_checkpointing` is deprecated",
+        "peft reads a transformers 5 attribute that is being renamed; nothing for the user to change",
+    ),
+    (
+        r"You have overridden `transfer_batch_to_device` in `LightningModule` but have passed in a "
+        r"`LightningDataModule`",
+        "intended: the modules move no batch, prompt batches are texts tokenized on the "
+        "device in the step (ALaRMModule.transfer_batch_to_device)",
+    ),
 ]
 
 # Manually optimised modules (PPO) set train/eval mode themselves for each phase of a rollout, so Lightning's check
@@ -99,13 +121,18 @@ def quiet_checkpoint_dirpath_warning() -> None:
 
 # (message regex, what to do)
 HINTS = [
-    (r"No supported gpu backend found|CUDA is not available|no CUDA GPUs are available|Found no NVIDIA driver",
-     "this configuration asks for a GPU and this machine has none: for the paper's setups on a CPU add its smoke "
-     "overlay (`--config configs/mt.yaml --config configs/smoke/mt_cpu.yaml`, likewise qa), or try "
-     "configs/tiny_mt.yaml; `--trainer.accelerator cpu --trainer.precision 32-true` runs any configuration on the "
-     "CPU, slowly"),
-    (r"HubUnavailableError", "without the hub, the CPU smoke overlays (configs/smoke/*_cpu.yaml) and the tiny "
-     "configurations (configs/tiny_*.yaml) run on dummy or tiny offline models"),
+    (
+        r"No supported gpu backend found|CUDA is not available|no CUDA GPUs are available|Found no NVIDIA driver",
+        "this configuration asks for a GPU and this machine has none: for the paper's setups on a CPU add its smoke "
+        "overlay (`--config configs/mt.yaml --config configs/smoke/mt_cpu.yaml`, likewise qa), or try "
+        "configs/tiny_mt.yaml; `--trainer.accelerator cpu --trainer.precision 32-true` runs any configuration on the "
+        "CPU, slowly",
+    ),
+    (
+        r"HubUnavailableError",
+        "without the hub, the CPU smoke overlays (configs/smoke/*_cpu.yaml) and the tiny "
+        "configurations (configs/tiny_*.yaml) run on dummy or tiny offline models",
+    ),
 ]
 
 
@@ -128,8 +155,10 @@ def failure_report(error: BaseException) -> str:
     """The lines printed for a failed command: where the traceback is, then the error and the hint (last)."""
     message = str(error).strip() or type(error).__name__
     hint = hint_for(error)
-    return (f"alarm_pl: the command failed with {type(error).__name__} (set {DEBUG_ENV}=1 for the traceback)\n"
-            f"error: {message}" + (f"\nwhat to do: {hint}" if hint else "") + "\n")
+    return (
+        f"alarm_pl: the command failed with {type(error).__name__} (set {DEBUG_ENV}=1 for the traceback)\n"
+        f"error: {message}" + (f"\nwhat to do: {hint}" if hint else "") + "\n"
+    )
 
 
 def run_command(entry: Callable[[], Any]) -> None:

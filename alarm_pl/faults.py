@@ -28,10 +28,16 @@ import torch
 
 T = TypeVar("T")
 
-MEMORY_KNOBS = ("data.init_args.batch_size (prompts per rollout)", "model.generation.max_new_tokens",
-                "model.max_prompt_length", "data.init_args.eval_batch_size (validation/test)",
-                "model.policy.quantization_bits: 4 (QLoRA)", "model.policy.gradient_checkpointing: true",
-                "model.ppo.num_minibatches (smaller PPO minibatches)", "trainer.precision: bf16-mixed")
+MEMORY_KNOBS = (
+    "data.init_args.batch_size (prompts per rollout)",
+    "model.generation.max_new_tokens",
+    "model.max_prompt_length",
+    "data.init_args.eval_batch_size (validation/test)",
+    "model.policy.quantization_bits: 4 (QLoRA)",
+    "model.policy.gradient_checkpointing: true",
+    "model.ppo.num_minibatches (smaller PPO minibatches)",
+    "trainer.precision: bf16-mixed",
+)
 """The settings that lower peak memory, named in every out-of-memory message."""
 
 
@@ -53,8 +59,10 @@ class RolloutFault(RuntimeError):
     def __str__(self) -> str:
         if self.checkpoint_path is None:
             return self.message
-        return (f"{self.message}\nThe state after the last completed rollout is saved in {self.checkpoint_path}; "
-                f"fix the cause, then resume with --ckpt_path {self.checkpoint_path}")
+        return (
+            f"{self.message}\nThe state after the last completed rollout is saved in {self.checkpoint_path}; "
+            f"fix the cause, then resume with --ckpt_path {self.checkpoint_path}"
+        )
 
 
 class ScorerFault(RolloutFault):
@@ -79,7 +87,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 def memory_advice(phase: str, error: BaseException) -> str:
     """The out-of-memory message: where it happened, the original error's first line, and the knobs to turn."""
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return (f"out of memory during {phase} ({first_line}). Lower one of: {', '.join(MEMORY_KNOBS)}")
+    return f"out of memory during {phase} ({first_line}). Lower one of: {', '.join(MEMORY_KNOBS)}"
 
 
 def agree_across_processes(local: Optional[RolloutFault]) -> None:

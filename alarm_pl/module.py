@@ -45,7 +45,7 @@ from alarm_pl.models.sampling import SampledScores
 from alarm_pl.ppo import functional as F
 from alarm_pl.ppo.kl import AdaptiveKLController, FixedKLController
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
-from alarm_pl.rewards.pipeline import ScoringPipeline, ScoredBatch
+from alarm_pl.rewards.pipeline import ScoredBatch, ScoringPipeline
 from alarm_pl.rollout import Rollout
 
 KLController = Union[AdaptiveKLController, FixedKLController]
@@ -73,19 +73,34 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
             pass over the split.
     """
 
-    def __init__(self, holistic: Scorer, aspects: Optional[list[Scorer]] = None, policy: PolicyConfig = PolicyConfig(),
-                 generation: GenerationConfig = GenerationConfig(), reward: RewardConfig = RewardConfig(),
-                 selection: SelectionConfig = SelectionConfig(), ppo: PPOConfig = PPOConfig(),
-                 kl_controller: Optional[KLController] = None, optimizer: OptimizerCallable = torch.optim.AdamW,
-                 lr_scheduler: Optional[LRSchedulerCallable] = None, max_prompt_length: Optional[int] = 512,
-                 generations_dir: Optional[str] = None, evaluate_baseline: bool = True) -> None:
+    def __init__(
+        self,
+        holistic: Scorer,
+        aspects: Optional[list[Scorer]] = None,
+        policy: PolicyConfig = PolicyConfig(),
+        generation: GenerationConfig = GenerationConfig(),
+        reward: RewardConfig = RewardConfig(),
+        selection: SelectionConfig = SelectionConfig(),
+        ppo: PPOConfig = PPOConfig(),
+        kl_controller: Optional[KLController] = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        max_prompt_length: Optional[int] = 512,
+        generations_dir: Optional[str] = None,
+        evaluate_baseline: bool = True,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["holistic", "aspects", "kl_controller", "optimizer", "lr_scheduler"])
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the trainable weights only (adapter + value head)
         self.policy = Policy(policy)
         self.scoring = ScoringPipeline(holistic, aspects or [], reward)
-        self.generation_config, self.reward_config, self.selection_config, self.ppo_config = generation, reward, selection, ppo
+        self.generation_config, self.reward_config, self.selection_config, self.ppo_config = (
+            generation,
+            reward,
+            selection,
+            ppo,
+        )
         self.kl_controller = kl_controller if kl_controller is not None else AdaptiveKLController()
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.max_prompt_length = max_prompt_length
@@ -106,24 +121,34 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         return batch  # prompt batches are texts; they are tokenized on the device in the step
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [AspectSelection(self.selection_config, self.scoring.aspect_names), RewardComposition(self.reward_config),
-                ResumeState()]
+        return [
+            AspectSelection(self.selection_config, self.scoring.aspect_names),
+            RewardComposition(self.reward_config),
+            ResumeState(),
+        ]
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.policy.trainable_parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"},
+        }
 
     def on_fit_start(self) -> None:
         strategy = type(self.trainer.strategy)
         if strategy not in (SingleDeviceStrategy, DDPStrategy):  # exact types: DeepSpeedStrategy subclasses DDP
-            raise RuntimeError(f"trainer.strategy: {strategy.__name__} is not supported yet; use a single device or "
-                               "'ddp' (the only strategy whose per-backward gradient sync under several optimizer "
-                               "steps per rollout is tested)")
+            raise RuntimeError(
+                f"trainer.strategy: {strategy.__name__} is not supported yet; use a single device or "
+                "'ddp' (the only strategy whose per-backward gradient sync under several optimizer "
+                "steps per rollout is tested)"
+            )
         if "16-mixed" == str(self.trainer.precision):
-            raise RuntimeError("trainer.precision=16-mixed is not supported (PPO's inner optimizer steps bypass the "
-                               "loss scaler); use bf16-mixed or 32-true")
+            raise RuntimeError(
+                "trainer.precision=16-mixed is not supported (PPO's inner optimizer steps bypass the "
+                "loss scaler); use bf16-mixed or 32-true"
+            )
 
     # ------------------------------------------------------------------ one rollout
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
@@ -131,11 +156,15 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         for callback in rollout_pipeline(self.trainer.callbacks):  # selection → composition → user callbacks
             rollout = callback.on_rollout_scored(self.trainer, self, rollout)
         if rollout.token_rewards is None:
-            raise RuntimeError("the rollout callbacks left token_rewards unset (a user RolloutCallback must hand back "
-                               "the composed rewards it received, adjusted or not)")
+            raise RuntimeError(
+                "the rollout callbacks left token_rewards unset (a user RolloutCallback must hand back "
+                "the composed rewards it received, adjusted or not)"
+            )
         if not bool(torch.isfinite(rollout.token_rewards).all()):
-            raise NonFiniteError("the composed token rewards hold NaN or inf after the rollout callbacks; a user "
-                                 "RolloutCallback must hand back finite rewards (nothing was trained on them)")
+            raise NonFiniteError(
+                "the composed token rewards hold NaN or inf after the rollout callbacks; a user "
+                "RolloutCallback must hand back finite rewards (nothing was trained on them)"
+            )
         start = time.perf_counter()
         try:
             stats = self.ppo_update(rollout)
@@ -171,16 +200,28 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         times["time/reference"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        inputs, scored = self._decode_and_score(batch.prompts, batch.references, batch.metadata, generated,
-                                                update_normalizers=True)
+        inputs, scored = self._decode_and_score(
+            batch.prompts, batch.references, batch.metadata, generated, update_normalizers=True
+        )
         times["time/score"] = time.perf_counter() - start
         times.update({f"dropped/{name}": float(count) for name, count in scored.dropped_by.items()})
         keep = response_mask & ~scored.dropped.unsqueeze(1)  # (B, T): a dropped sample takes no part in the update
-        return Rollout(query_ids=query_ids, query_mask=query_mask, response_ids=response_ids,
-                       response_mask=keep, inputs=inputs, old_logprobs=old.logprobs * keep,
-                       ref_logprobs=ref_logprobs * keep, values=old.values * keep, scores=scored.scores,
-                       holistic_name=self.scoring.holistic_scorer.name, holistic=scored.holistic,
-                       aspect_rewards=scored.aspect_rewards, degenerate=scored.degenerate, stats=times)
+        return Rollout(
+            query_ids=query_ids,
+            query_mask=query_mask,
+            response_ids=response_ids,
+            response_mask=keep,
+            inputs=inputs,
+            old_logprobs=old.logprobs * keep,
+            ref_logprobs=ref_logprobs * keep,
+            values=old.values * keep,
+            scores=scored.scores,
+            holistic_name=self.scoring.holistic_scorer.name,
+            holistic=scored.holistic,
+            aspect_rewards=scored.aspect_rewards,
+            degenerate=scored.degenerate,
+            stats=times,
+        )
 
     def _old_from_generation(self) -> bool:
         """``generation.old_logprobs_from``: generation's own scores, or a separate forward (``auto``: where exact)."""
@@ -200,11 +241,13 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         (evaluation, calibration)."""
         query_ids, query_mask = self.policy.tokenize_prompts(batch.prompts, self.max_prompt_length, self.device)
         generated = self.policy.generate(query_ids, query_mask, self.generation_config, do_sample)
-        return self._decode_and_score(batch.prompts, batch.references, batch.metadata, generated,
-                                      update_normalizers=False)
+        return self._decode_and_score(
+            batch.prompts, batch.references, batch.metadata, generated, update_normalizers=False
+        )
 
-    def _decode_and_score(self, prompts, references, metadata, generated: Generation,
-                          update_normalizers: bool) -> tuple[ScoringInput, ScoredBatch]:
+    def _decode_and_score(
+        self, prompts, references, metadata, generated: Generation, update_normalizers: bool
+    ) -> tuple[ScoringInput, ScoredBatch]:
         inputs = self.scoring.build_inputs(self.policy.tokenizer, prompts, references, metadata, *generated)
         return inputs, self.scoring.score(inputs, update_normalizers=update_normalizers)
 
@@ -213,8 +256,9 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         """Advantages from the rollout, then ``ppo_epochs`` × minibatches of clipped PPO updates."""
         cfg, mask = self.ppo_config, rollout.response_mask
         beta = self.kl_controller.value
-        rewards = F.kl_penalized_rewards(rollout.token_rewards, rollout.old_logprobs, rollout.ref_logprobs, mask, beta,
-                                         cfg.kl_estimator)
+        rewards = F.kl_penalized_rewards(
+            rollout.token_rewards, rollout.old_logprobs, rollout.ref_logprobs, mask, beta, cfg.kl_estimator
+        )
         if cfg.whiten_rewards:
             rewards = F.masked_whiten(rewards, mask, shift_mean=False, reduce=self._sum_across_processes)
         advantages, returns = F.compute_gae(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
@@ -230,10 +274,15 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         self.kl_controller.update(float(mean_kl), n_steps=rollout.batch_size * world)
         if self.lr_schedulers() is not None:
             self.lr_schedulers().step()
-        stats.update({"kl": float(mean_kl), "kl_coef": beta,
-                      "explained_variance": float(F.explained_variance(rollout.values, returns, mask)),
-                      "value_mean": float(F.masked_mean(rollout.values, mask)),
-                      "return_mean": float(F.masked_mean(returns, mask))})
+        stats.update(
+            {
+                "kl": float(mean_kl),
+                "kl_coef": beta,
+                "explained_variance": float(F.explained_variance(rollout.values, returns, mask)),
+                "value_mean": float(F.masked_mean(rollout.values, mask)),
+                "return_mean": float(F.masked_mean(returns, mask)),
+            }
+        )
         return stats
 
     def _ppo_epochs(self, rollout: Rollout, advantages: Tensor, returns: Tensor) -> dict[str, float]:
@@ -259,19 +308,34 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         summary["ppo_epochs_run"] = float(epoch + 1)
         return summary
 
-    def _minibatch_backward(self, rollout: Rollout, advantages: Tensor, returns: Tensor, idx: Tensor) -> dict[str, Tensor]:
+    def _minibatch_backward(
+        self, rollout: Rollout, advantages: Tensor, returns: Tensor, idx: Tensor
+    ) -> dict[str, Tensor]:
         cfg = self.ppo_config
         mask = rollout.response_mask[idx]
         critic_only = self.critic_warming_up
-        out = self.policy(rollout.query_ids[idx], rollout.query_mask[idx], rollout.response_ids[idx], mask,
-                          trunk_grad=not critic_only, entropy_grad=cfg.entropy_coef != 0)
-        pg_loss, pg_stats = F.policy_loss(out.logprobs, rollout.old_logprobs[idx], advantages[idx], mask, cfg.clip_range)
+        out = self.policy(
+            rollout.query_ids[idx],
+            rollout.query_mask[idx],
+            rollout.response_ids[idx],
+            mask,
+            trunk_grad=not critic_only,
+            entropy_grad=cfg.entropy_coef != 0,
+        )
+        pg_loss, pg_stats = F.policy_loss(
+            out.logprobs, rollout.old_logprobs[idx], advantages[idx], mask, cfg.clip_range
+        )
         vf_loss, vf_stats = F.value_loss(out.values, rollout.values[idx], returns[idx], mask, cfg.value_clip_range)
         entropy = F.masked_mean(out.entropy, mask)
         loss = cfg.vf_coef * vf_loss if critic_only else pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
         self.manual_backward(loss / cfg.gradient_accumulation_steps)
-        stats = {"loss/policy": pg_loss, "loss/value": vf_loss, "entropy": entropy, **pg_stats._asdict(),
-                 **vf_stats._asdict()}
+        stats = {
+            "loss/policy": pg_loss,
+            "loss/value": vf_loss,
+            "entropy": entropy,
+            **pg_stats._asdict(),
+            **vf_stats._asdict(),
+        }
         return {k: v.detach().float() for k, v in stats.items()}
 
     @property
@@ -304,9 +368,11 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         norm = torch.nn.utils.clip_grad_norm_(params, self.ppo_config.max_grad_norm or math.inf)
         if not bool(torch.isfinite(norm)):  # the same on every process: gradients are already averaged
             last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
-            raise NonFiniteError(f"rollout {self.global_step + 1}: the gradient norm is {float(norm)} (a NaN/inf "
-                                 f"loss); this optimizer step was not applied and training stops. The last checkpoint "
-                                 f"is {last}; resume from it with a lower learning rate or model.ppo.max_grad_norm")
+            raise NonFiniteError(
+                f"rollout {self.global_step + 1}: the gradient norm is {float(norm)} (a NaN/inf "
+                f"loss); this optimizer step was not applied and training stops. The last checkpoint "
+                f"is {last}; resume from it with a lower learning rate or model.ppo.max_grad_norm"
+            )
         if counted:
             optimizer.step()
         else:
@@ -354,8 +420,9 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         size = len(batch)
         self.log(f"{prefix}/holistic", scored.holistic.mean(), sync_dist=True, batch_size=size)
         for name in self.scoring.aspect_names:
-            self.log(f"{prefix}/aspect/{name}", scored.scores[name].metric.float().mean(), sync_dist=True,
-                     batch_size=size)
+            self.log(
+                f"{prefix}/aspect/{name}", scored.scores[name].metric.float().mean(), sync_dist=True, batch_size=size
+            )
         self.log(f"{prefix}/response_length", inputs.lengths.float().mean(), sync_dist=True, batch_size=size)
 
     def _baseline_due(self, stage: str) -> bool:
@@ -371,8 +438,13 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         """The ``run`` field of this run's generation records: the configuration's hash (hyper-parameters and
         scorers), the checkpoint, the decoding, the step and the stage."""
         scorers = [repr(s) for s in [self.scoring.holistic_scorer, *self.scoring.aspect_scorers]]
-        return run_identity(jsonable({**self.hparams, "scorers": scorers}), self.trainer.ckpt_path,
-                            jsonable(asdict(self.generation_config)), self.evaluated_step, stage=stage)
+        return run_identity(
+            jsonable({**self.hparams, "scorers": scorers}),
+            self.trainer.ckpt_path,
+            jsonable(asdict(self.generation_config)),
+            self.evaluated_step,
+            stage=stage,
+        )
 
     def on_validation_epoch_start(self) -> None:
         super().on_validation_epoch_start()
@@ -398,8 +470,9 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only what training changes: trainable weights (adapter, value head) and normaliser buffers."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if k in trainable or k.startswith("scoring.normalizers.")}
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if k in trainable or k.startswith("scoring.normalizers.")
+        }
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
         # LightningCLI would merge saved hyper-parameters over the command line of `test --ckpt_path` (decoding,
         # output paths); the YAML is the source of truth, so a checkpoint carries none.
@@ -417,9 +490,13 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
     def checkpoint_fingerprint(self) -> dict:
         """The settings a checkpoint must share with the run that loads it: policy, scorers, strategy, selection."""
         selection = self.selection_config
-        return {"module": type(self).__name__, **self.policy.fingerprint(), "strategy": self.reward_config.strategy,
-                "scorers": fingerprint.scorers_fingerprint([self.scoring.holistic_scorer, *self.scoring.aspect_scorers]),
-                "selection": f"{selection.mode} among {selection.aspects or self.scoring.aspect_names}"}
+        return {
+            "module": type(self).__name__,
+            **self.policy.fingerprint(),
+            "strategy": self.reward_config.strategy,
+            "scorers": fingerprint.scorers_fingerprint([self.scoring.holistic_scorer, *self.scoring.aspect_scorers]),
+            "selection": f"{selection.mode} among {selection.aspects or self.scoring.aspect_names}",
+        }
 
     def export(self, out_dir: str, merged: bool = False) -> None:
         """Write a standard peft adapter directory (and optionally the merged model); see ``Policy.export``."""

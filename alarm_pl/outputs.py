@@ -52,8 +52,10 @@ def check_checkpoint(ckpt_path: Optional[str], subcommand: str) -> None:
     if not ckpt_path or "://" in ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
         return
     if not os.path.isfile(ckpt_path):
-        raise FileNotFoundError(f"{subcommand} --ckpt_path {ckpt_path}: no such file (a checkpoint is written under "
-                                "<run dir>/checkpoints/; every fit prints the one it wrote at its end)")
+        raise FileNotFoundError(
+            f"{subcommand} --ckpt_path {ckpt_path}: no such file (a checkpoint is written under "
+            "<run dir>/checkpoints/; every fit prints the one it wrote at its end)"
+        )
 
 
 def name_evaluation_run(config: Any, subcommand: str) -> Optional[str]:
@@ -72,8 +74,10 @@ def name_evaluation_run(config: Any, subcommand: str) -> Optional[str]:
     trainer = config.trainer
     logger = trainer.get("logger")
     if logger is None or logger is True:
-        logger = Namespace(class_path=_default_logger_class(), init_args=Namespace(
-            save_dir=trainer.get("default_root_dir") or os.getcwd()))
+        logger = Namespace(
+            class_path=_default_logger_class(),
+            init_args=Namespace(save_dir=trainer.get("default_root_dir") or os.getcwd()),
+        )
     if not _is_versioned_logger(logger) or logger.get("init_args", Namespace()).get("version") is not None:
         return None
     init_args = logger.get("init_args") or Namespace()
@@ -130,8 +134,9 @@ class OutputTracker:
         out = {}
         for category, folder in self.folders.items():
             old = self.before.get(folder, {})
-            files = [os.path.join(folder, name) for name, mtime in sorted(_listing(folder).items())
-                     if old.get(name) != mtime]
+            files = [
+                os.path.join(folder, name) for name, mtime in sorted(_listing(folder).items()) if old.get(name) != mtime
+            ]
             if files:
                 out[category] = files
         return out
@@ -139,7 +144,8 @@ class OutputTracker:
 
 def run_folders(trainer: Any, module: Any) -> dict[str, str]:
     """The folders a command writes to: the logger's run directory, each ``ModelCheckpoint``'s folder (where Lightning
-    will put it when not set yet), and the generation files' folder (``generations_dir`` or ``<run dir>/generations``)."""
+    will put it when not set yet), and the generation files' folder (``generations_dir`` or ``<run
+    dir>/generations``)."""
     run_dir = trainer.log_dir or trainer.default_root_dir
     folders = {"logs": run_dir}
     for i, callback in enumerate(trainer.checkpoint_callbacks):
@@ -162,8 +168,9 @@ def _show(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def summary_lines(subcommand: str, run_dir: str, written: dict[str, list[str]],
-                  export_dir: Optional[str] = None) -> list[str]:
+def summary_lines(
+    subcommand: str, run_dir: str, written: dict[str, list[str]], export_dir: Optional[str] = None
+) -> list[str]:
     """The end-of-command summary: the run directory, then per category the files written (the first with its
     folder, the others by name), then the export directory."""
     lines = [f"{subcommand} finished; run directory: {_show(run_dir)}"]

@@ -54,8 +54,9 @@ class RetryPolicy:
         if self.max_retries < 0 or self.backoff_base < 0 or self.backoff_max < 0 or self.retry_after_max < 0:
             raise ValueError(f"RetryPolicy: every field must be >= 0, got {self}")
 
-    def delay(self, retry: int, retry_after: Optional[float] = None,
-              uniform: Callable[[float, float], float] = random.uniform) -> float:
+    def delay(
+        self, retry: int, retry_after: Optional[float] = None, uniform: Callable[[float, float], float] = random.uniform
+    ) -> float:
         """Seconds to wait before retry number ``retry`` (0-based).
 
         Args:
@@ -66,7 +67,7 @@ class RetryPolicy:
         """
         if retry_after is not None:
             return min(max(0.0, retry_after), self.retry_after_max)
-        exponential = min(self.backoff_base * 2 ** retry, self.backoff_max)
+        exponential = min(self.backoff_base * 2**retry, self.backoff_max)
         return exponential * uniform(0.5, 1.0) if self.jitter else exponential
 
 
@@ -98,9 +99,13 @@ class RetryError(RuntimeError):
         self.failure = failure
 
 
-def call_with_retries(attempt: Callable[[], T], classify: Callable[[Exception], Failure], policy: RetryPolicy,
-                      sleep: Callable[[float], None] = time.sleep,
-                      on_retry: Optional[Callable[[Failure, int, float], None]] = None) -> tuple[T, int]:
+def call_with_retries(
+    attempt: Callable[[], T],
+    classify: Callable[[Exception], Failure],
+    policy: RetryPolicy,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Optional[Callable[[Failure, int, float], None]] = None,
+) -> tuple[T, int]:
     """Call ``attempt`` until it returns, retrying as ``policy`` and ``classify`` allow.
 
     Args:

@@ -33,8 +33,16 @@ from alarm_pl.config import RewardModelConfig
 from alarm_pl.data.preferences import PreferenceBatch
 from alarm_pl.eval.records import atomic_directory
 from alarm_pl.models.loading import resolve_model_reference, torch_dtype_from_str
-from alarm_pl.models.reward_model import (TEMPLATE_KEY, ULTRARM_TEMPLATE, configure_reward_tokenizer, format_template,
-                                          hf_config, last_token_rewards, model_input_limit, reward_inputs)
+from alarm_pl.models.reward_model import (
+    TEMPLATE_KEY,
+    ULTRARM_TEMPLATE,
+    configure_reward_tokenizer,
+    format_template,
+    hf_config,
+    last_token_rewards,
+    model_input_limit,
+    reward_inputs,
+)
 from alarm_pl.optim import WarmupCosineLR
 
 log = logging.getLogger(__name__)
@@ -79,9 +87,14 @@ class RewardModelModule(pl.LightningModule):
             ``total_steps: null`` is filled in from the trainer).
     """
 
-    def __init__(self, reward_model: RewardModelConfig = RewardModelConfig(), template: str = ULTRARM_TEMPLATE,
-                 max_length: int = 512, optimizer: OptimizerCallable = torch.optim.AdamW,
-                 lr_scheduler: Optional[LRSchedulerCallable] = None) -> None:
+    def __init__(
+        self,
+        reward_model: RewardModelConfig = RewardModelConfig(),
+        template: str = ULTRARM_TEMPLATE,
+        max_length: int = 512,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+    ) -> None:
         super().__init__()
         format_template(template, "", "", "", "")  # a template without {response} fails here, not at the first batch
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -102,10 +115,16 @@ class RewardModelModule(pl.LightningModule):
         what = "model.init_args.reward_model.model_name_or_path"
         path = resolve_model_reference(cfg.model_name_or_path, what, "sequence", cfg.dummy_overrides)
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=torch_dtype_from_str(cfg.dtype), output_loading_info=True)
+            path, num_labels=1, dtype=torch_dtype_from_str(cfg.dtype), output_loading_info=True
+        )
         if info.get("missing_keys"):
-            log.warning("%s %r: weights %s were not in the checkpoint and start randomly initialised (expected for a "
-                        "new reward head)", what, cfg.model_name_or_path, sorted(info["missing_keys"])[:5])
+            log.warning(
+                "%s %r: weights %s were not in the checkpoint and start randomly initialised (expected for a "
+                "new reward head)",
+                what,
+                cfg.model_name_or_path,
+                sorted(info["missing_keys"])[:5],
+            )
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         configure_reward_tokenizer(self.tokenizer)
         model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -118,8 +137,13 @@ class RewardModelModule(pl.LightningModule):
         from peft import LoraConfig, TaskType, get_peft_model
 
         cfg = self.config
-        lora = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                          lora_dropout=cfg.lora_dropout, target_modules=cfg.lora_target_modules)
+        lora = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.lora_target_modules,
+        )
         return get_peft_model(model, lora)  # SEQ_CLS: the classification head is trained in full
 
     # ------------------------------------------------------------------ Lightning hooks
@@ -152,7 +176,7 @@ class RewardModelModule(pl.LightningModule):
     def pair_rewards(self, batch: PreferenceBatch) -> tuple[Tensor, Tensor]:
         """(B,) rewards of the chosen and (B,) of the rejected responses, from one forward over the 2B texts."""
         both = self.rewards(batch.prompts + batch.prompts, batch.chosen + batch.rejected)  # (2B,)
-        return both[: len(batch)], both[len(batch):]
+        return both[: len(batch)], both[len(batch) :]
 
     def training_step(self, batch: PreferenceBatch, batch_idx: int) -> Tensor:
         chosen, rejected = self.pair_rewards(batch)
@@ -173,8 +197,13 @@ class RewardModelModule(pl.LightningModule):
         chosen, rejected = self.pair_rewards(batch)
         size = len(batch)
         self.log(f"{stage}/loss", bradley_terry_loss(chosen, rejected), sync_dist=True, batch_size=size)
-        self.log(f"{stage}/accuracy", pairwise_accuracy(chosen, rejected), sync_dist=True, batch_size=size,
-                 prog_bar=stage == "val")
+        self.log(
+            f"{stage}/accuracy",
+            pairwise_accuracy(chosen, rejected),
+            sync_dist=True,
+            batch_size=size,
+            prog_bar=stage == "val",
+        )
         self.log(f"{stage}/margin", (chosen - rejected).float().mean(), sync_dist=True, batch_size=size)
         self.log(f"{stage}/reward_chosen", chosen.float().mean(), sync_dist=True, batch_size=size)
         self.log(f"{stage}/reward_rejected", rejected.float().mean(), sync_dist=True, batch_size=size)

@@ -33,8 +33,8 @@ class Rollout:
         holistic: (B,) H, normalised holistic reward (after the degenerate-response penalty).
         aspect_rewards: shaped and weighted per-token reward of each *candidate* aspect by name, (B, T) each.
         active_aspects: names of the aspects currently selected (set by the selection callback).
-        token_rewards: (B, T) the composed per-token reward handed to PPO (set by the composition callback), before the KL term.
-        degenerate: (B,) bool, responses at or below the degenerate length.
+        token_rewards: (B, T) the composed per-token reward handed to PPO (set by the composition callback), before the
+        KL term. degenerate: (B,) bool, responses at or below the degenerate length.
         stats: scalar logs gathered while producing the rollout (phase timings, selection decisions, gate rates).
     """
 

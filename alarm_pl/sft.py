@@ -60,8 +60,10 @@ def require_references(records: Sequence[PromptRecord], split: str) -> None:
         if record.reference is None or not record.reference.strip():
             where = f"{split} split, example {index}"
             where = f"{record.source} ({where})" if record.source else where
-            raise DataFormatError(f"{where}: no 'reference'; supervised fine-tuning learns from (prompt, reference) "
-                                  f"pairs, so every example of an SFT split needs a non-empty reference")
+            raise DataFormatError(
+                f"{where}: no 'reference'; supervised fine-tuning learns from (prompt, reference) "
+                f"pairs, so every example of an SFT split needs a non-empty reference"
+            )
 
 
 class SFTModule(GenerationEvaluation, pl.LightningModule):
@@ -82,11 +84,18 @@ class SFTModule(GenerationEvaluation, pl.LightningModule):
         generations_dir: where validation/test generation files go (default: the logger's directory).
     """
 
-    def __init__(self, policy: PolicyConfig = PolicyConfig(lora_r=0), generation: GenerationConfig = GenerationConfig(),
-                 optimizer: OptimizerCallable = torch.optim.AdamW, lr_scheduler: Optional[LRSchedulerCallable] = None,
-                 max_prompt_length: Optional[int] = 512, max_target_length: Optional[int] = 128,
-                 holistic: Optional[Scorer] = None, aspects: Optional[list[Scorer]] = None,
-                 generations_dir: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        policy: PolicyConfig = PolicyConfig(lora_r=0),
+        generation: GenerationConfig = GenerationConfig(),
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        max_prompt_length: Optional[int] = 512,
+        max_target_length: Optional[int] = 128,
+        holistic: Optional[Scorer] = None,
+        aspects: Optional[list[Scorer]] = None,
+        generations_dir: Optional[str] = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["holistic", "aspects", "optimizer", "lr_scheduler"])
         self.strict_loading = False  # a LoRA checkpoint holds the adapter only
@@ -141,17 +150,23 @@ class SFTModule(GenerationEvaluation, pl.LightningModule):
     def logits(self, batch: SFTBatch) -> Tensor:
         """(B, L) → (B, L, V) logits aligned with ``batch.labels``."""
         if batch.decoder_input_ids is not None:
-            return self.policy.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                     decoder_input_ids=batch.decoder_input_ids).logits
-        return self.policy.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                 position_ids=batch.position_ids).logits
+            return self.policy.model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                decoder_input_ids=batch.decoder_input_ids,
+            ).logits
+        return self.policy.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        ).logits
 
     def _loss(self, batch: PromptBatch, split: str) -> tuple[Tensor, int]:
         for i, reference in enumerate(batch.references):
             if reference is None or not reference.strip():
                 index = batch.indices[i] if batch.indices is not None else i
-                raise DataFormatError(f"{split} split, example {index}: no 'reference'; supervised fine-tuning needs "
-                                      "one for every example")
+                raise DataFormatError(
+                    f"{split} split, example {index}: no 'reference'; supervised fine-tuning needs "
+                    "one for every example"
+                )
         sft = self.make_batch(batch.prompts, batch.references)
         return response_nll(self.logits(sft), sft.labels), sft.num_target_tokens
 
@@ -172,10 +187,12 @@ class SFTModule(GenerationEvaluation, pl.LightningModule):
         loss, tokens = self._loss(batch, stage)
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=tokens)  # token-weighted over the epoch
         query_ids, query_mask = self.policy.tokenize_prompts(batch.prompts, self.max_prompt_length, self.device)
-        generated = self.policy.generate(query_ids, query_mask, self.generation_config,
-                                         self.generation_config.eval_do_sample)
-        inputs = self.scoring.build_inputs(self.policy.tokenizer, batch.prompts, batch.references, batch.metadata,
-                                           *generated)
+        generated = self.policy.generate(
+            query_ids, query_mask, self.generation_config, self.generation_config.eval_do_sample
+        )
+        inputs = self.scoring.build_inputs(
+            self.policy.tokenizer, batch.prompts, batch.references, batch.metadata, *generated
+        )
         scored = self.scoring.score(inputs, update_normalizers=False)
         self.eval_collector.add(batch, inputs, scored, self.scoring.holistic_scorer.name, self.scoring.aspect_names)
         self.log(f"{stage}/response_length", inputs.lengths.float().mean(), sync_dist=True, batch_size=len(batch))
@@ -183,8 +200,13 @@ class SFTModule(GenerationEvaluation, pl.LightningModule):
     def run_identity(self, stage: str) -> dict:
         """The ``run`` field of this run's generation records: the configuration's hash, the checkpoint, the
         decoding, the step and the stage."""
-        return run_identity(jsonable(dict(self.hparams)), self.trainer.ckpt_path,
-                            jsonable(asdict(self.generation_config)), self.evaluated_step, stage=stage)
+        return run_identity(
+            jsonable(dict(self.hparams)),
+            self.trainer.ckpt_path,
+            jsonable(asdict(self.generation_config)),
+            self.evaluated_step,
+            stage=stage,
+        )
 
     # ------------------------------------------------------------------ checkpoints and export
     def configure_callbacks(self) -> list[pl.Callback]:
@@ -201,8 +223,12 @@ class SFTModule(GenerationEvaluation, pl.LightningModule):
         """Refuse a checkpoint of another module or policy (``checkpointing/fingerprint.py``)."""
         super().on_load_checkpoint(checkpoint)  # GenerationEvaluation: the checkpoint's step names the test files
         self.policy.load()
-        fingerprint.check(checkpoint, {"module": type(self).__name__, **self.policy.fingerprint()},
-                          self.trainer.ckpt_path, rank_zero_warn)
+        fingerprint.check(
+            checkpoint,
+            {"module": type(self).__name__, **self.policy.fingerprint()},
+            self.trainer.ckpt_path,
+            rank_zero_warn,
+        )
 
     def export(self, out_dir: str, merged: bool = False) -> None:
         """Write the fine-tuned policy to ``out_dir`` as one plain ``transformers`` model plus tokenizer (a LoRA

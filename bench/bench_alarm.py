@@ -32,8 +32,8 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the CSV logs (default: a temp dir, removed)")
     argv = list(sys.argv[1:] if argv is None else argv)
-    overrides = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if args.rollouts < 1 or args.warmup < 0:
         parser.error("--rollouts must be >= 1 and --warmup >= 0")
     return args, overrides
@@ -74,12 +74,14 @@ def make_timer_callback(clock: PhaseCpuClock):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
             now, now_cpu = time.perf_counter(), time.process_time()
             metrics = trainer.callback_metrics
-            phases = {key.rsplit("/", 1)[-1]: float(value) for key, value in metrics.items()
-                      if key.startswith("train/time/")}
+            phases = {
+                key.rsplit("/", 1)[-1]: float(value) for key, value in metrics.items() if key.startswith("train/time/")
+            }
             episodes = len(batch)
             tokens = round(float(metrics.get("train/response_length", 0.0)) * episodes)
-            self.rollouts.append(RolloutTiming(now - self._last, phases, episodes, tokens, now_cpu - self._last_cpu,
-                                               clock.take()))
+            self.rollouts.append(
+                RolloutTiming(now - self._last, phases, episodes, tokens, now_cpu - self._last_cpu, clock.take())
+            )
             self._last, self._last_cpu = now, now_cpu
 
     return RolloutTimer()
@@ -96,17 +98,34 @@ def run(config: str, rollouts: int, warmup: int, overrides: list[str], log_dir: 
     """
     from alarm_pl.cli import cli_main
 
-    args = ["--config", config, "--trainer.max_steps", str(warmup + rollouts), "--trainer.default_root_dir", log_dir,
-            "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", log_dir,
-            "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
-            "--trainer.enable_checkpointing", "false", *overrides]
+    args = [
+        "--config",
+        config,
+        "--trainer.max_steps",
+        str(warmup + rollouts),
+        "--trainer.default_root_dir",
+        log_dir,
+        "--trainer.logger",
+        "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir",
+        log_dir,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.enable_checkpointing",
+        "false",
+        *overrides,
+    ]
     cli = cli_main(args=args, run=False)
     timer = make_timer_callback(PhaseCpuClock())
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     if len(timer.rollouts) != warmup + rollouts:
-        raise RuntimeError(f"{config}: expected {warmup + rollouts} rollouts, the trainer ran {len(timer.rollouts)} "
-                           "(does the train set hold enough batches for one epoch, or is max_epochs limiting?)")
+        raise RuntimeError(
+            f"{config}: expected {warmup + rollouts} rollouts, the trainer ran {len(timer.rollouts)} "
+            "(does the train set hold enough batches for one epoch, or is max_epochs limiting?)"
+        )
     return timer.rollouts[warmup:]
 
 
@@ -123,8 +142,12 @@ def main(argv: list[str] | None = None) -> dict:
         measured = run(args.config, args.rollouts, args.warmup, overrides, log_dir)
     import alarm_pl
 
-    summary = summarise("alarm_pl", measured, args.warmup, {
-        "config": args.config, "overrides": overrides, "torch": torch.__version__, "alarm_pl": alarm_pl.__version__})
+    summary = summarise(
+        "alarm_pl",
+        measured,
+        args.warmup,
+        {"config": args.config, "overrides": overrides, "torch": torch.__version__, "alarm_pl": alarm_pl.__version__},
+    )
     report(summary)
     return summary
 

@@ -52,8 +52,17 @@ def load(policy: str, device: str):
 
 
 def hf_generate(model, tokenizer, batch, **extra) -> torch.Tensor:
-    return model.generate(**batch, do_sample=True, top_k=0, top_p=1.0, temperature=1.0, min_new_tokens=NEW_TOKENS,
-                          max_new_tokens=NEW_TOKENS, pad_token_id=tokenizer.pad_token_id, **extra)
+    return model.generate(
+        **batch,
+        do_sample=True,
+        top_k=0,
+        top_p=1.0,
+        temperature=1.0,
+        min_new_tokens=NEW_TOKENS,
+        max_new_tokens=NEW_TOKENS,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
 
 
 def own_loop(model, tokenizer, batch, seq2seq: bool) -> torch.Tensor:
@@ -123,14 +132,18 @@ def main(argv: list[str] | None = None) -> None:
     }
     with torch.no_grad():
         rows = timed_round_robin(variants, args.repeats, model)
-    print(f"tiny:{args.policy} on {args.device}, {BATCH} prompts × {NEW_TOKENS} tokens, 1 thread, median of "
-          f"{args.repeats}")
+    print(
+        f"tiny:{args.policy} on {args.device}, {BATCH} prompts × {NEW_TOKENS} tokens, 1 thread, median of "
+        f"{args.repeats}"
+    )
     print(f"{'':<26} {'CPU s':>7} {'wall s':>7} {'CPU ms/token step':>18}")
     for name, (cpu, wall) in rows.items():
         print(f"{name:<26} {cpu:>7.4f} {wall:>7.4f} {1000 * cpu / NEW_TOKENS:>18.2f}")
     own = rows["own loop (LoRA folded)"][0]
-    print(f"generate's overhead over the own loop (folded): {100 * (rows['generate (LoRA folded)'][0] / own - 1):.0f} %"
-          f"; folding saves {100 * (1 - rows['generate (LoRA folded)'][0] / rows['generate (LoRA unmerged)'][0]):.0f} %")
+    print(
+        f"generate's overhead over the own loop (folded): {100 * (rows['generate (LoRA folded)'][0] / own - 1):.0f} %"
+        f"; folding saves {100 * (1 - rows['generate (LoRA folded)'][0] / rows['generate (LoRA unmerged)'][0]):.0f} %"
+    )
 
 
 if __name__ == "__main__":

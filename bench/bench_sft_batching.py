@@ -47,17 +47,36 @@ def _cpu_seconds() -> float:
 
 
 def measure(config: str, steps: int, grouped: bool) -> dict:
-    cli = cli_main(["--config", config, "--trainer.max_steps", str(steps), "--trainer.limit_val_batches", "0",
-                    "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-                    "--trainer.enable_progress_bar", "false", "--data.init_args.group_by_length", str(grouped).lower()],
-                   run=False)
+    cli = cli_main(
+        [
+            "--config",
+            config,
+            "--trainer.max_steps",
+            str(steps),
+            "--trainer.limit_val_batches",
+            "0",
+            "--trainer.logger",
+            "false",
+            "--trainer.enable_checkpointing",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--data.init_args.group_by_length",
+            str(grouped).lower(),
+        ],
+        run=False,
+    )
     clock = StepClock()
     cli.trainer.callbacks.append(clock)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     (wall0, cpu0), (wall1, cpu1) = clock.marks
     measured = steps - clock.skip
-    return {"group_by_length": grouped, "padding_share": round(1 - clock.real / clock.slots, 4),
-            "wall_s_per_step": round((wall1 - wall0) / measured, 4), "cpu_s_per_step": round((cpu1 - cpu0) / measured, 4)}
+    return {
+        "group_by_length": grouped,
+        "padding_share": round(1 - clock.real / clock.slots, 4),
+        "wall_s_per_step": round((wall1 - wall0) / measured, 4),
+        "cpu_s_per_step": round((cpu1 - cpu0) / measured, 4),
+    }
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """The peer: trl 1.12's PPO trainer (``trl.experimental.ppo.PPOTrainer``) on the workload of configs/bench_causal.yaml.
 
 Runs in its own virtual environment (``bash bench/setup_trl_venv.sh`` makes ``.venv-trl``). The tiny models are the
-very same files alarm_pl uses: ``alarm_pl.assets.tiny.ensure_tiny_asset`` (imported from this checkout; it needs only torch,
-transformers and tokenizers) builds them once under ``$ALARM_PL_CACHE`` and both trainers load them from there.
+very same files alarm_pl uses: ``alarm_pl.assets.tiny.ensure_tiny_asset`` (imported from this checkout; it needs only
+torch, transformers and tokenizers) builds them once under ``$ALARM_PL_CACHE`` and both trainers load them from there.
 
 Settings matched to the alarm_pl config: LoRA r 8 / α 16 / dropout 0 on ``c_attn``; the reference policy is the
 adapter disabled; 16 prompts per rollout (the same TinyMT prompts); exactly 32 sampled tokens (no stop token,
@@ -63,8 +63,11 @@ class PhaseClock:
         if self.update_start is not None:
             self.add("update", self.update_start)
         wall, cpu = self.now()
-        self.rollouts.append(RolloutTiming(wall - self.last_end[0], dict(self.phases), episodes, tokens,
-                                           cpu - self.last_end[1], dict(self.cpu)))
+        self.rollouts.append(
+            RolloutTiming(
+                wall - self.last_end[0], dict(self.phases), episodes, tokens, cpu - self.last_end[1], dict(self.cpu)
+            )
+        )
         self.phases, self.cpu, self.update_start, self.last_end = {}, {}, None, (wall, cpu)
 
 
@@ -102,7 +105,11 @@ def instrument(ppo_module, clock: PhaseClock, reward_model_ref: list) -> None:
         clock.add("score" if model is reward_model_ref[0] else "reference", start)
         return out
 
-    ppo_module.batch_generation, ppo_module.forward, ppo_module.get_reward = timed_generation, timed_forward, timed_reward
+    ppo_module.batch_generation, ppo_module.forward, ppo_module.get_reward = (
+        timed_generation,
+        timed_forward,
+        timed_reward,
+    )
 
 
 def load_models(policy_dir: str, reward_dir: str):
@@ -129,8 +136,14 @@ def prompt_datasets(tokenizer, num_train: int = 2048, num_eval: int = 16):
     return encode(num_train, "rl"), encode(num_eval, "val")
 
 
-def build_trainer(rollouts: int, out_dir: str, clock: PhaseClock, seed: int, batch: int = BATCH,
-                  response_length: int = RESPONSE_LENGTH):
+def build_trainer(
+    rollouts: int,
+    out_dir: str,
+    clock: PhaseClock,
+    seed: int,
+    batch: int = BATCH,
+    response_length: int = RESPONSE_LENGTH,
+):
     """The trl PPOTrainer on the benchmark workload (``batch`` prompts, exactly ``response_length`` new tokens),
     instrumented; returns the trainer."""
     from peft import LoraConfig
@@ -139,19 +152,46 @@ def build_trainer(rollouts: int, out_dir: str, clock: PhaseClock, seed: int, bat
 
     from alarm_pl.assets.tiny import ensure_tiny_asset
 
-    tokenizer, policy, reward, value = load_models(str(ensure_tiny_asset("bench-causal")),
-                                                   str(ensure_tiny_asset("bench-reward")))
+    tokenizer, policy, reward, value = load_models(
+        str(ensure_tiny_asset("bench-causal")), str(ensure_tiny_asset("bench-reward"))
+    )
     train, evaluation = prompt_datasets(tokenizer)
     args = PPOConfig(
-        output_dir=out_dir, seed=seed, per_device_train_batch_size=batch, gradient_accumulation_steps=1,
-        num_mini_batches=MINIBATCHES, num_ppo_epochs=PPO_EPOCHS, response_length=response_length, stop_token=None,
-        temperature=1.0, total_episodes=batch * rollouts, local_rollout_forward_batch_size=batch,
-        learning_rate=LEARNING_RATE, lr_scheduler_type="constant", kl_coef=KL_COEF, kl_estimator="k1",
-        cliprange=0.2, cliprange_value=0.2, vf_coef=0.1, gamma=1.0, lam=0.95, whiten_rewards=False,
-        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, report_to="none", logging_steps=1,
-        save_strategy="no", num_sample_generations=0, disable_tqdm=True, dataloader_num_workers=0)
-    peft_config = LoraConfig(task_type="CAUSAL_LM", r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
-                             target_modules=["c_attn"])
+        output_dir=out_dir,
+        seed=seed,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=1,
+        num_mini_batches=MINIBATCHES,
+        num_ppo_epochs=PPO_EPOCHS,
+        response_length=response_length,
+        stop_token=None,
+        temperature=1.0,
+        total_episodes=batch * rollouts,
+        local_rollout_forward_batch_size=batch,
+        learning_rate=LEARNING_RATE,
+        lr_scheduler_type="constant",
+        kl_coef=KL_COEF,
+        kl_estimator="k1",
+        cliprange=0.2,
+        cliprange_value=0.2,
+        vf_coef=0.1,
+        gamma=1.0,
+        lam=0.95,
+        whiten_rewards=False,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        num_sample_generations=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    peft_config = LoraConfig(
+        task_type="CAUSAL_LM", r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=["c_attn"]
+    )
     reward_ref: list = [reward]
     instrument(ppo_trainer, clock, reward_ref)
 
@@ -162,9 +202,18 @@ def build_trainer(rollouts: int, out_dir: str, clock: PhaseClock, seed: int, bat
         def on_step_end(self, args, state, control, **kwargs):
             clock.close(batch, batch * response_length)  # no stop token: every response has exactly that length
 
-    trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=None, reward_model=reward,
-                         train_dataset=train, value_model=value, eval_dataset=evaluation, peft_config=peft_config,
-                         callbacks=[StepClock()])
+    trainer = PPOTrainer(
+        args=args,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=None,
+        reward_model=reward,
+        train_dataset=train,
+        value_model=value,
+        eval_dataset=evaluation,
+        peft_config=peft_config,
+        callbacks=[StepClock()],
+    )
     reward_ref[0] = trainer.reward_model  # the trainer may move it; identity is what the wrapper compares
     from transformers import PrinterCallback
 
@@ -180,11 +229,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=BATCH, help="prompts per rollout (default: %(default)s)")
-    parser.add_argument("--response-length", type=int, default=RESPONSE_LENGTH,
-                        help="new tokens per response, exactly (default: %(default)s; prompt + response <= 256, the "
-                             "tiny models' positions)")
-    parser.add_argument("--skip-gc-collect", action="store_true",
-                        help="diagnostic: make trl's two explicit gc.collect() calls per rollout no-ops")
+    parser.add_argument(
+        "--response-length",
+        type=int,
+        default=RESPONSE_LENGTH,
+        help="new tokens per response, exactly (default: %(default)s; prompt + response <= 256, the "
+        "tiny models' positions)",
+    )
+    parser.add_argument(
+        "--skip-gc-collect",
+        action="store_true",
+        help="diagnostic: make trl's two explicit gc.collect() calls per rollout no-ops",
+    )
     args = parser.parse_args(argv)
     if args.rollouts < 1 or args.warmup < 0 or args.batch < MINIBATCHES or args.batch % MINIBATCHES:
         parser.error(f"--rollouts must be >= 1, --warmup >= 0, --batch a multiple of {MINIBATCHES} (the minibatches)")
@@ -204,14 +260,25 @@ def main(argv: list[str] | None = None) -> dict:
 
         ppo_trainer.gc = SimpleNamespace(collect=lambda *a: 0)  # only trl's module sees this stub
     with tempfile.TemporaryDirectory(prefix="bench_trl_") as out_dir:
-        trainer = build_trainer(args.warmup + args.rollouts, out_dir, clock, args.seed, args.batch,
-                                args.response_length)
+        trainer = build_trainer(
+            args.warmup + args.rollouts, out_dir, clock, args.seed, args.batch, args.response_length
+        )
         trainer.train()
     if len(clock.rollouts) != args.warmup + args.rollouts:
         raise RuntimeError(f"trl ran {len(clock.rollouts)} rollouts, expected {args.warmup + args.rollouts}")
-    summary = summarise("trl", clock.rollouts[args.warmup:], args.warmup, {
-        "trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-        "skip_gc_collect": args.skip_gc_collect, "batch": args.batch, "response_length": args.response_length})
+    summary = summarise(
+        "trl",
+        clock.rollouts[args.warmup :],
+        args.warmup,
+        {
+            "trl": trl.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "skip_gc_collect": args.skip_gc_collect,
+            "batch": args.batch,
+            "response_length": args.response_length,
+        },
+    )
     report(summary)
     return summary
 

@@ -74,15 +74,37 @@ def build_trainer(policy_dir: str, seed: int):
 
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
     tokenizer.padding_side = "right"
-    lora = LoraConfig(task_type="SEQ_2_SEQ_LM", r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
-                      target_modules=["q", "v"], bias="none")
-    policy = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(policy_dir, peft_config=lora, is_trainable=True,
-                                                                summary_dropout_prob=0.0)
-    config = PPOConfig(batch_size=BATCH, mini_batch_size=MINIBATCH, gradient_accumulation_steps=1,
-                       ppo_epochs=PPO_EPOCHS, learning_rate=LEARNING_RATE, adap_kl_ctrl=False, init_kl_coef=KL_COEF,
-                       kl_penalty="kl", gamma=1.0, lam=0.95, cliprange=0.2, cliprange_value=0.2, vf_coef=0.1,
-                       max_grad_norm=MAX_GRAD_NORM, early_stopping=False, seed=seed, remove_unused_columns=False,
-                       accelerator_kwargs={"cpu": True})
+    lora = LoraConfig(
+        task_type="SEQ_2_SEQ_LM",
+        r=LORA_R,
+        lora_alpha=LORA_ALPHA,
+        lora_dropout=0.0,
+        target_modules=["q", "v"],
+        bias="none",
+    )
+    policy = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(
+        policy_dir, peft_config=lora, is_trainable=True, summary_dropout_prob=0.0
+    )
+    config = PPOConfig(
+        batch_size=BATCH,
+        mini_batch_size=MINIBATCH,
+        gradient_accumulation_steps=1,
+        ppo_epochs=PPO_EPOCHS,
+        learning_rate=LEARNING_RATE,
+        adap_kl_ctrl=False,
+        init_kl_coef=KL_COEF,
+        kl_penalty="kl",
+        gamma=1.0,
+        lam=0.95,
+        cliprange=0.2,
+        cliprange_value=0.2,
+        vf_coef=0.1,
+        max_grad_norm=MAX_GRAD_NORM,
+        early_stopping=False,
+        seed=seed,
+        remove_unused_columns=False,
+        accelerator_kwargs={"cpu": True},
+    )
     return PPOTrainer(config, policy, ref_model=None, tokenizer=tokenizer), tokenizer
 
 
@@ -105,12 +127,19 @@ def run(trainer, tokenizer, records: list[dict], rollouts: int) -> list[RolloutT
     instrument(trainer, clock)
 
     chrf = CHRF()
-    generation = {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": 1.0, "min_new_tokens": RESPONSE_LENGTH,
-                  "max_new_tokens": RESPONSE_LENGTH, "pad_token_id": tokenizer.pad_token_id,
-                  "eos_token_id": tokenizer.eos_token_id}
+    generation = {
+        "do_sample": True,
+        "top_k": 0,
+        "top_p": 1.0,
+        "temperature": 1.0,
+        "min_new_tokens": RESPONSE_LENGTH,
+        "max_new_tokens": RESPONSE_LENGTH,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
     timings, last, last_cpu = [], time.perf_counter(), time.process_time()
     for step in range(rollouts):
-        batch = records[step * BATCH % len(records):][:BATCH]
+        batch = records[step * BATCH % len(records) :][:BATCH]
         queries = [torch.tensor(tokenizer(r["prompt"], return_token_type_ids=False)["input_ids"]) for r in batch]
         start = time.perf_counter()
         responses = trainer.generate(queries, batch_size=BATCH, return_prompt=False, **generation)
@@ -121,12 +150,20 @@ def run(trainer, tokenizer, records: list[dict], rollouts: int) -> list[RolloutT
         score_s, score_cpu = time.perf_counter() - start, time.process_time() - start_cpu
         stats = trainer.step(queries, responses, rewards)
         now, now_cpu = time.perf_counter(), time.process_time()
-        phases = {"generate": generate_s, "score": score_s, "reference": stats["time/ppo/forward_pass"],
-                  "update": stats["time/ppo/compute_rewards"] + stats["time/ppo/compute_advantages"]
-                  + stats["time/ppo/optimize_step"]}
+        phases = {
+            "generate": generate_s,
+            "score": score_s,
+            "reference": stats["time/ppo/forward_pass"],
+            "update": stats["time/ppo/compute_rewards"]
+            + stats["time/ppo/compute_advantages"]
+            + stats["time/ppo/optimize_step"],
+        }
         tokens = sum(len(r) - 1 for r in responses)  # minus the decoder start token trl keeps
-        timings.append(RolloutTiming(now - last, phases, len(batch), tokens, now_cpu - last_cpu,
-                                     {**clock.take(), "score": score_cpu}))
+        timings.append(
+            RolloutTiming(
+                now - last, phases, len(batch), tokens, now_cpu - last_cpu, {**clock.take(), "score": score_cpu}
+            )
+        )
         last, last_cpu = now, now_cpu
     return timings
 
@@ -155,8 +192,12 @@ def main(argv: list[str] | None = None) -> dict:
         policy_dir = readable_copy(ensure_tiny_asset("mt-seq2seq"), Path(tmp) / "mt-seq2seq")
         trainer, tokenizer = build_trainer(str(policy_dir), args.seed)
         timings = run(trainer, tokenizer, prompt_records(), args.warmup + args.rollouts)
-    summary = summarise("trl011", timings[args.warmup:], args.warmup, {
-        "trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__})
+    summary = summarise(
+        "trl011",
+        timings[args.warmup :],
+        args.warmup,
+        {"trl": trl.__version__, "torch": torch.__version__, "transformers": transformers.__version__},
+    )
     report(summary)
     return summary
 

@@ -112,12 +112,21 @@ def summarise(trainer: str, rollouts: list[RolloutTiming], warmup: int, extra: d
     per_phase["total"] = [r.total for r in rollouts]
     cpu = _cpu_summary(rollouts, phase_names)
     return {
-        "trainer": trainer, "rollouts": len(rollouts), "warmup": warmup, "wall_s": wall,
-        "episodes": episodes, "response_tokens": tokens,
-        "episodes_per_s": episodes / wall, "tokens_per_s": tokens / wall,
+        "trainer": trainer,
+        "rollouts": len(rollouts),
+        "warmup": warmup,
+        "wall_s": wall,
+        "episodes": episodes,
+        "response_tokens": tokens,
+        "episodes_per_s": episodes / wall,
+        "tokens_per_s": tokens / wall,
         "phase_mean_s": {p: statistics.fmean(v) for p, v in per_phase.items()},
         "phase_median_s": {p: statistics.median(v) for p, v in per_phase.items()},
-        "peak_rss_mib": peak_rss_mib(), "threads": _threads(), "loadavg": _loadavg(), **cpu, **(extra or {}),
+        "peak_rss_mib": peak_rss_mib(),
+        "threads": _threads(),
+        "loadavg": _loadavg(),
+        **cpu,
+        **(extra or {}),
     }
 
 
@@ -130,8 +139,11 @@ def _cpu_summary(rollouts: list[RolloutTiming], phase_names: list[str]) -> dict:
     per_phase = {p: [r.cpu_phases.get(p, 0.0) for r in rollouts] for p in phase_names}
     per_phase["other"] = [r.cpu_total - sum(r.cpu_phases.values()) for r in rollouts]
     per_phase["total"] = [r.cpu_total for r in rollouts]
-    return {"cpu_s": cpu, "episodes_per_cpu_s": sum(r.episodes for r in rollouts) / cpu,
-            "phase_cpu_mean_s": {p: statistics.fmean(v) for p, v in per_phase.items()}}
+    return {
+        "cpu_s": cpu,
+        "episodes_per_cpu_s": sum(r.episodes for r in rollouts) / cpu,
+        "phase_cpu_mean_s": {p: statistics.fmean(v) for p, v in per_phase.items()},
+    }
 
 
 def _loadavg() -> list[float] | None:
@@ -155,15 +167,19 @@ def format_table(summary: dict) -> str:
     mean, median = summary["phase_mean_s"], summary["phase_median_s"]
     cpu = summary.get("phase_cpu_mean_s", {})
     total = mean["total"] or 1.0
-    lines = [f"{summary['trainer']}: {summary['rollouts']} rollouts after {summary['warmup']} warm-up",
-             f"{'phase':<10} {'mean s':>8} {'median s':>9} {'share':>6} {'CPU s':>7}"]
+    lines = [
+        f"{summary['trainer']}: {summary['rollouts']} rollouts after {summary['warmup']} warm-up",
+        f"{'phase':<10} {'mean s':>8} {'median s':>9} {'share':>6} {'CPU s':>7}",
+    ]
     for phase, seconds in mean.items():
         cpu_s = f"{cpu[phase]:>7.3f}" if phase in cpu else f"{'':>7}"
         lines.append(f"{phase:<10} {seconds:>8.3f} {median[phase]:>9.3f} {100 * seconds / total:>5.1f}% {cpu_s}")
     per_cpu = f"   episodes/CPU-s {summary['episodes_per_cpu_s']:.2f}" if "episodes_per_cpu_s" in summary else ""
-    lines.append(f"episodes/s {summary['episodes_per_s']:.2f}{per_cpu}   response tokens/s "
-                 f"{summary['tokens_per_s']:.1f}   peak RSS {summary['peak_rss_mib']:.0f} MiB   "
-                 f"torch threads {summary['threads']}   load {summary.get('loadavg')}")
+    lines.append(
+        f"episodes/s {summary['episodes_per_s']:.2f}{per_cpu}   response tokens/s "
+        f"{summary['tokens_per_s']:.1f}   peak RSS {summary['peak_rss_mib']:.0f} MiB   "
+        f"torch threads {summary['threads']}   load {summary.get('loadavg')}"
+    )
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ def load_summary(path: str) -> dict:
     lines = [line for line in Path(path).read_text().splitlines() if line.startswith(JSON_PREFIX)]
     if not lines:
         raise ValueError(f"{path}: no '{JSON_PREFIX.strip()}' line; the benchmark did not finish (see this log)")
-    return json.loads(lines[-1][len(JSON_PREFIX):])
+    return json.loads(lines[-1][len(JSON_PREFIX) :])
 
 
 def _phases(ours: dict, peer: dict) -> list[str]:
@@ -37,19 +37,29 @@ def comparison(ours: dict, peer: dict) -> str:
     episodes/s ratio ours ÷ peer."""
     name_a, name_b = ours["trainer"], peer["trainer"]
     cpu_a, cpu_b = ours.get("phase_cpu_mean_s", {}), peer.get("phase_cpu_mean_s", {})
-    lines = [f"{'phase (s/rollout)':<18} {name_a:>9} {name_b:>9} {name_b + '/' + name_a:>13}"
-             f" {'CPU ' + name_a:>13} {'CPU ' + name_b:>11}"]
+    lines = [
+        f"{'phase (s/rollout)':<18} {name_a:>9} {name_b:>9} {name_b + '/' + name_a:>13}"
+        f" {'CPU ' + name_a:>13} {'CPU ' + name_b:>11}"
+    ]
     nan = float("nan")
     for phase in _phases(ours, peer):
         a, b = ours["phase_mean_s"].get(phase, nan), peer["phase_mean_s"].get(phase, nan)
-        lines.append(f"{phase:<18} {a:>9.3f} {b:>9.3f} {b / a if a else nan:>12.2f}x"
-                     f" {cpu_a.get(phase, nan):>13.3f} {cpu_b.get(phase, nan):>11.3f}")
-    for key, label, fmt in (("episodes_per_s", "episodes/s", ".2f"), ("tokens_per_s", "resp. tokens/s", ".1f"),
-                            ("episodes_per_cpu_s", "episodes/CPU-s", ".2f"), ("peak_rss_mib", "peak RSS MiB", ".0f")):
+        lines.append(
+            f"{phase:<18} {a:>9.3f} {b:>9.3f} {b / a if a else nan:>12.2f}x"
+            f" {cpu_a.get(phase, nan):>13.3f} {cpu_b.get(phase, nan):>11.3f}"
+        )
+    for key, label, fmt in (
+        ("episodes_per_s", "episodes/s", ".2f"),
+        ("tokens_per_s", "resp. tokens/s", ".1f"),
+        ("episodes_per_cpu_s", "episodes/CPU-s", ".2f"),
+        ("peak_rss_mib", "peak RSS MiB", ".0f"),
+    ):
         lines.append(f"{label:<18} {ours.get(key, nan):>9{fmt}} {peer.get(key, nan):>9{fmt}}")
-    lines.append(f"RATIO episodes/s {name_a} / {name_b} = {ratio(ours, peer):.2f}  "
-                 f"({ours['rollouts']} vs {peer['rollouts']} measured rollouts, torch threads "
-                 f"{ours['threads']} / {peer['threads']}, load {_load(ours)} / {_load(peer)})")
+    lines.append(
+        f"RATIO episodes/s {name_a} / {name_b} = {ratio(ours, peer):.2f}  "
+        f"({ours['rollouts']} vs {peer['rollouts']} measured rollouts, torch threads "
+        f"{ours['threads']} / {peer['threads']}, load {_load(ours)} / {_load(peer)})"
+    )
     return "\n".join(lines)
 
 
@@ -61,18 +71,26 @@ def ratio(ours: dict, peer: dict, key: str = "episodes_per_s") -> float:
 def median_summary(pairs: list[tuple[dict, dict]]) -> str:
     """Median over the pairs of the episodes/s ratio, the episodes-per-CPU-second ratio and each phase's
     peer ÷ ours seconds (a phase where that is below 1 is slower in ours)."""
+
     def med(values: list[float]) -> str:
         return f"{statistics.median(values):.2f} (pairs: {', '.join(f'{v:.2f}' for v in values)})"
 
     ours0, peer0 = pairs[0]
-    lines = [f"MEDIAN over {len(pairs)} pairs",
-             f"episodes/s {ours0['trainer']} / {peer0['trainer']}: {med([ratio(a, b) for a, b in pairs])}"]
+    lines = [
+        f"MEDIAN over {len(pairs)} pairs",
+        f"episodes/s {ours0['trainer']} / {peer0['trainer']}: {med([ratio(a, b) for a, b in pairs])}",
+    ]
     if all("episodes_per_cpu_s" in a and "episodes_per_cpu_s" in b for a, b in pairs):
-        lines.append(f"episodes/CPU-s {ours0['trainer']} / {peer0['trainer']}: "
-                     f"{med([ratio(a, b, 'episodes_per_cpu_s') for a, b in pairs])}")
+        lines.append(
+            f"episodes/CPU-s {ours0['trainer']} / {peer0['trainer']}: "
+            f"{med([ratio(a, b, 'episodes_per_cpu_s') for a, b in pairs])}"
+        )
     for phase in _phases(ours0, peer0):
-        values = [b["phase_mean_s"].get(phase, float("nan")) / a["phase_mean_s"][phase]
-                  for a, b in pairs if a["phase_mean_s"].get(phase)]
+        values = [
+            b["phase_mean_s"].get(phase, float("nan")) / a["phase_mean_s"][phase]
+            for a, b in pairs
+            if a["phase_mean_s"].get(phase)
+        ]
         if values:
             lines.append(f"  {phase:<10} {peer0['trainer']}/{ours0['trainer']} seconds: {med(values)}")
     return "\n".join(lines)

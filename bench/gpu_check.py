@@ -72,20 +72,40 @@ def write_europarl(out_dir: Path, rollouts: int) -> tuple[Path, Path]:
     return es_file, en_file
 
 
-def fit_args(task: str, bits: int, rollouts: int, out_dir: Path,
-             mt_files: tuple[Path, Path] | None = None) -> list[str]:
+def fit_args(
+    task: str, bits: int, rollouts: int, out_dir: Path, mt_files: tuple[Path, Path] | None = None
+) -> list[str]:
     """The CLI arguments (no subcommand) of one measured run: the paper config, its GPU overlay, the quantization,
     ``rollouts`` PPO steps with one validation at the end, evaluation on one batch, and a CSV log under ``out_dir``."""
     batch = PAPER_BATCH[task]
-    args = ["--config", str(ROOT / "configs" / f"{task}.yaml"),
-            "--config", str(ROOT / "configs" / "smoke" / f"{task}_gpu.yaml"),
-            "--model.holistic.init_args.quantization_bits", str(bits),
-            "--trainer.max_steps", str(rollouts), "--trainer.val_check_interval", str(rollouts),
-            "--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(out_dir),
-            "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-            "--trainer.logger.init_args.save_dir", str(out_dir), "--trainer.logger.init_args.name", "logs",
-            "--data.init_args.batch_size", str(batch), "--data.init_args.max_eval_prompts", str(batch),
-            "--data.init_args.max_test_prompts", str(batch)]
+    args = [
+        "--config",
+        str(ROOT / "configs" / f"{task}.yaml"),
+        "--config",
+        str(ROOT / "configs" / "smoke" / f"{task}_gpu.yaml"),
+        "--model.holistic.init_args.quantization_bits",
+        str(bits),
+        "--trainer.max_steps",
+        str(rollouts),
+        "--trainer.val_check_interval",
+        str(rollouts),
+        "--trainer.enable_checkpointing",
+        "false",
+        "--trainer.default_root_dir",
+        str(out_dir),
+        "--trainer.logger",
+        "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.init_args.save_dir",
+        str(out_dir),
+        "--trainer.logger.init_args.name",
+        "logs",
+        "--data.init_args.batch_size",
+        str(batch),
+        "--data.init_args.max_eval_prompts",
+        str(batch),
+        "--data.init_args.max_test_prompts",
+        str(batch),
+    ]
     if task == "mt":
         if mt_files is None:
             raise ValueError("fit_args: the MT run needs the Europarl-format files (write_europarl)")
@@ -97,8 +117,11 @@ def dummy_references(task: str) -> list[tuple[str, str]]:
     """(reference, head) of every dummy model a run of ``task`` loads."""
     refs = [("dummy:mt5-base" if task == "mt" else "dummy:t5-large", "lm"), ("dummy:ultrarm-13b", "sequence")]
     if task == "qa":
-        refs += [("dummy:fgrlhf-factuality", "token"), ("dummy:fgrlhf-relevance", "token"),
-                 ("dummy:fgrlhf-completeness", "sequence")]
+        refs += [
+            ("dummy:fgrlhf-factuality", "token"),
+            ("dummy:fgrlhf-relevance", "token"),
+            ("dummy:fgrlhf-completeness", "sequence"),
+        ]
     return refs
 
 
@@ -121,9 +144,15 @@ def phase_summary(rows: list[dict], batch: int) -> dict:
     tokens = sum(float(r["train/response_length"]) * batch for r in rollouts)
     rollout_s = sum(mean.values())
     per_phase = {p: tokens / (seconds * len(rollouts)) if seconds else float("inf") for p, seconds in mean.items()}
-    return {"rollouts": len(rollouts), "phase_s": mean, "rollout_s": rollout_s,
-            "generated_tokens_per_s": per_phase["generate"], "episodes_per_s": batch / rollout_s,
-            "phase_tokens_per_s": per_phase, "phase_share": {p: s / rollout_s for p, s in mean.items()}}
+    return {
+        "rollouts": len(rollouts),
+        "phase_s": mean,
+        "rollout_s": rollout_s,
+        "generated_tokens_per_s": per_phase["generate"],
+        "episodes_per_s": batch / rollout_s,
+        "phase_tokens_per_s": per_phase,
+        "phase_share": {p: s / rollout_s for p, s in mean.items()},
+    }
 
 
 def require_cuda() -> None:
@@ -131,10 +160,12 @@ def require_cuda() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        print("bench/gpu_check.py: no CUDA device on this machine (torch.cuda.is_available() is False); this check "
-              "runs the paper's configs at full size and only makes sense on a GPU. Nothing was run. Use "
-              "`python bench/gpu_check.py plan` to see the commands, or configs/smoke/*_cpu.yaml on a CPU.",
-              file=sys.stderr)
+        print(
+            "bench/gpu_check.py: no CUDA device on this machine (torch.cuda.is_available() is False); this check "
+            "runs the paper's configs at full size and only makes sense on a GPU. Nothing was run. Use "
+            "`python bench/gpu_check.py plan` to see the commands, or configs/smoke/*_cpu.yaml on a CPU.",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 
@@ -177,29 +208,50 @@ def measure(task: str, bits: int, rollouts: int, out: Path) -> dict:
     fitted = time.perf_counter()
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
     rows = list(csv.DictReader(open(Path(cli.trainer.logger.log_dir) / "metrics.csv")))
-    result = {"task": task, "bits": bits, "batch": PAPER_BATCH[task], "device": torch.cuda.get_device_name(),
-              "load_s": stamps["loaded"] - start, "fit_s": fitted - start, "test_s": time.perf_counter() - fitted,
-              **phase_summary(rows, PAPER_BATCH[task]),
-              "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
-              "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
-              "versions": {"torch": torch.__version__, "cuda": torch.version.cuda}}
+    result = {
+        "task": task,
+        "bits": bits,
+        "batch": PAPER_BATCH[task],
+        "device": torch.cuda.get_device_name(),
+        "load_s": stamps["loaded"] - start,
+        "fit_s": fitted - start,
+        "test_s": time.perf_counter() - fitted,
+        **phase_summary(rows, PAPER_BATCH[task]),
+        "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
+        "versions": {"torch": torch.__version__, "cuda": torch.version.cuda},
+    }
     (out / f"{task}-{bits}bit.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
 def markdown_table(results: list[dict]) -> str:
     """The README table: one row per run."""
-    head = ("| run | device | load s | generate s | reference s | score s | update s | generated tok/s | "
-            "episodes/s | peak alloc GiB | peak reserved GiB |\n|" + " --- |" * 11)
-    rows = [f"| {r['task']} {r['bits']}-bit, batch {r['batch']} | {r['device']} | {r['load_s']:.0f} | "
-            + " | ".join(f"{r['phase_s'][p]:.2f}" for p in PHASES)
-            + f" | {r['generated_tokens_per_s']:.0f} | {r['episodes_per_s']:.2f} | {r['peak_allocated_gib']:.1f} | "
-              f"{r['peak_reserved_gib']:.1f} |" for r in results]
-    by_phase = ["", "Response tokens/s of each phase (response tokens ÷ the phase's seconds) and its share of the "
-                "rollout:", "", "| run | " + " | ".join(PHASES) + " |", "|" + " --- |" * (len(PHASES) + 1)]
-    by_phase += [f"| {r['task']} {r['bits']}-bit | " + " | ".join(
-        f"{r['phase_tokens_per_s'][p]:.0f} ({100 * r['phase_share'][p]:.0f} %)" for p in PHASES) + " |"
-        for r in results if "phase_tokens_per_s" in r]
+    head = (
+        "| run | device | load s | generate s | reference s | score s | update s | generated tok/s | "
+        "episodes/s | peak alloc GiB | peak reserved GiB |\n|" + " --- |" * 11
+    )
+    rows = [
+        f"| {r['task']} {r['bits']}-bit, batch {r['batch']} | {r['device']} | {r['load_s']:.0f} | "
+        + " | ".join(f"{r['phase_s'][p]:.2f}" for p in PHASES)
+        + f" | {r['generated_tokens_per_s']:.0f} | {r['episodes_per_s']:.2f} | {r['peak_allocated_gib']:.1f} | "
+        f"{r['peak_reserved_gib']:.1f} |"
+        for r in results
+    ]
+    by_phase = [
+        "",
+        "Response tokens/s of each phase (response tokens ÷ the phase's seconds) and its share of the rollout:",
+        "",
+        "| run | " + " | ".join(PHASES) + " |",
+        "|" + " --- |" * (len(PHASES) + 1),
+    ]
+    by_phase += [
+        f"| {r['task']} {r['bits']}-bit | "
+        + " | ".join(f"{r['phase_tokens_per_s'][p]:.0f} ({100 * r['phase_share'][p]:.0f} %)" for p in PHASES)
+        + " |"
+        for r in results
+        if "phase_tokens_per_s" in r
+    ]
     return "\n".join([head, *rows, *by_phase]) + "\n"
 
 
@@ -226,10 +278,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--rollouts must be at least 1")
     if args.command == "plan":
         for task, bits in runs:
-            files = (args.out / f"{task}-{bits}bit" / "data" / "europarl.es",
-                     args.out / f"{task}-{bits}bit" / "data" / "europarl.en")
-            print("python -m alarm_pl fit " +
-                  " ".join(fit_args(task, bits, args.rollouts, args.out / f"{task}-{bits}bit", files)))
+            files = (
+                args.out / f"{task}-{bits}bit" / "data" / "europarl.es",
+                args.out / f"{task}-{bits}bit" / "data" / "europarl.en",
+            )
+            print(
+                "python -m alarm_pl fit "
+                + " ".join(fit_args(task, bits, args.rollouts, args.out / f"{task}-{bits}bit", files))
+            )
         return
     if args.command == "report":
         print(report(args.out), end="")

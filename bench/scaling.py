@@ -13,7 +13,6 @@ Length stops at 240 because the tiny models have 256 positions and the TinyMT pr
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -38,11 +37,31 @@ def command(trainer: str, batch: int, length: int, args) -> list[str]:
     """The command line measuring one point."""
     common = ["--rollouts", str(args.rollouts), "--warmup", str(args.warmup), "--threads", str(args.threads)]
     if trainer == "trl":
-        return [f"{args.trl_venv}/bin/python", str(BENCH_DIR / "bench_trl.py"), *common, "--batch", str(batch),
-                "--response-length", str(length)]
-    return [sys.executable, str(BENCH_DIR / "bench_alarm.py"), "--config", "configs/bench_causal.yaml", *common, "--",
-            "--data.init_args.batch_size", str(batch), "--model.holistic.init_args.batch_size", str(batch),
-            "--model.generation.min_new_tokens", str(length), "--model.generation.max_new_tokens", str(length)]
+        return [
+            f"{args.trl_venv}/bin/python",
+            str(BENCH_DIR / "bench_trl.py"),
+            *common,
+            "--batch",
+            str(batch),
+            "--response-length",
+            str(length),
+        ]
+    return [
+        sys.executable,
+        str(BENCH_DIR / "bench_alarm.py"),
+        "--config",
+        "configs/bench_causal.yaml",
+        *common,
+        "--",
+        "--data.init_args.batch_size",
+        str(batch),
+        "--model.holistic.init_args.batch_size",
+        str(batch),
+        "--model.generation.min_new_tokens",
+        str(length),
+        "--model.generation.max_new_tokens",
+        str(length),
+    ]
 
 
 def run(args) -> None:
@@ -57,8 +76,13 @@ def run(args) -> None:
             print(f"== {trainer} batch {batch} length {length} → {log}", flush=True)
             tmp = log.with_suffix(".tmp")
             with tmp.open("w") as handle:
-                code = subprocess.call(command(trainer, batch, length, args), stdout=handle, stderr=subprocess.STDOUT,
-                                       env=env, cwd=BENCH_DIR.parent)
+                code = subprocess.call(
+                    command(trainer, batch, length, args),
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=BENCH_DIR.parent,
+                )
             if code:
                 sys.exit(f"{trainer} batch {batch} length {length} failed (exit {code}); see {tmp}")
             tmp.replace(log)
@@ -83,8 +107,11 @@ def load(out: Path) -> dict[tuple[str, int, int], dict]:
 
 def sweep_rows(results: dict, trainer: str, axis: str) -> list[tuple[int, dict]]:
     """(x, summary) of one trainer along ``axis`` ('batch' or 'length'), sorted by x."""
-    rows = [(b if axis == "batch" else n, s) for (t, b, n), s in results.items() if t == trainer
-            and (n == BASE_LENGTH if axis == "batch" else b == BASE_BATCH)]
+    rows = [
+        (b if axis == "batch" else n, s)
+        for (t, b, n), s in results.items()
+        if t == trainer and (n == BASE_LENGTH if axis == "batch" else b == BASE_BATCH)
+    ]
     return sorted(rows, key=lambda r: r[0])
 
 
@@ -93,16 +120,26 @@ def report(args) -> None:
     results = load(out)
     if not results:
         sys.exit(f"{out}: no finished points; run `python bench/scaling.py run --out {out}` first")
-    lines = ["| trainer | batch | length | wall s/rollout | CPU s/rollout | generate | reference | score | update | "
-             "CPU s per 1k resp. tokens | peak RSS MiB |", "|" + " --- |" * 11]
+    lines = [
+        "| trainer | batch | length | wall s/rollout | CPU s/rollout | generate | reference | score | update | "
+        "CPU s per 1k resp. tokens | peak RSS MiB |",
+        "|" + " --- |" * 11,
+    ]
     for (trainer, b, n), s in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1] * kv[0][2], kv[0])):
         mean, cpu = s["phase_mean_s"], s.get("phase_cpu_mean_s", {})
         phases = " | ".join(f"{cpu.get(p, float('nan')):.3f}" for p in ("generate", "reference", "score", "update"))
-        lines.append(f"| {trainer} | {b} | {n} | {mean['total']:.3f} | {cpu.get('total', float('nan')):.3f} | "
-                     f"{phases} | {1000 * cpu.get('total', float('nan')) / (b * n):.3f} | {s['peak_rss_mib']:.0f} |")
-    lines += ["", "Fitted exponent k of CPU seconds per rollout ∝ x^k (all points; last two points), and of the "
-              "peak-RSS growth over the smallest point:", "",
-              "| trainer | sweep | k (CPU s) | k marginal | k (wall s) | RSS growth MiB |", "|" + " --- |" * 6]
+        lines.append(
+            f"| {trainer} | {b} | {n} | {mean['total']:.3f} | {cpu.get('total', float('nan')):.3f} | "
+            f"{phases} | {1000 * cpu.get('total', float('nan')) / (b * n):.3f} | {s['peak_rss_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        "Fitted exponent k of CPU seconds per rollout ∝ x^k (all points; last two points), and of the "
+        "peak-RSS growth over the smallest point:",
+        "",
+        "| trainer | sweep | k (CPU s) | k marginal | k (wall s) | RSS growth MiB |",
+        "|" + " --- |" * 6,
+    ]
     for trainer in sorted({t for t, _, _ in results}):
         for axis in ("batch", "length"):
             rows = sweep_rows(results, trainer, axis)
@@ -110,8 +147,10 @@ def report(args) -> None:
             cpu = [s["phase_cpu_mean_s"]["total"] for _, s in rows]
             wall = [s["phase_mean_s"]["total"] for _, s in rows]
             rss = [s["peak_rss_mib"] for _, s in rows]
-            lines.append(f"| {trainer} | {axis} {xs[0]}→{xs[-1]} | {slope(xs, cpu):.2f} | {slope(xs[-2:], cpu[-2:]):.2f} "
-                         f"| {slope(xs, wall):.2f} | {rss[-1] - rss[0]:+.0f} |")
+            lines.append(
+                f"| {trainer} | {axis} {xs[0]}→{xs[-1]} | {slope(xs, cpu):.2f} | {slope(xs[-2:], cpu[-2:]):.2f} "
+                f"| {slope(xs, wall):.2f} | {rss[-1] - rss[0]:+.0f} |"
+            )
     loads = sorted(s["loadavg"][0] for s in results.values() if s.get("loadavg"))
     lines += ["", f"Load average (1 min) during the points: {loads[0]:.1f}–{loads[-1]:.1f}." if loads else ""]
     (out / "scaling.md").write_text("\n".join(lines) + "\n")

@@ -6,8 +6,7 @@ import sys
 import lightning.pytorch as pl
 import torch
 
-from alarm_pl.config import SelectionConfig
-from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig
+from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig, SelectionConfig
 from alarm_pl.data.prompts import TinyMTDataModule
 from alarm_pl.module import ALaRMModule
 from alarm_pl.ppo.kl import FixedKLController
@@ -41,16 +40,27 @@ def main(out_dir: str) -> None:
         optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2),
     )
     prompts = SavePrompts()
-    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=2, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, callbacks=[prompts])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[prompts],
+    )
     data = TinyMTDataModule(num_train=64, num_test=7, batch_size=4, eval_batch_size=2)
     trainer.fit(module, data)
     weights = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
     module.eval_collector.generations_dir = os.path.join(out_dir, "generations")
     trainer.test(module, data)  # 7 prompts on 2 ranks: the sampler pads one rank with a repeated prompt
-    torch.save({"weights": weights, "prompts": prompts.prompts, "beta": module.kl_controller.value},
-               os.path.join(out_dir, f"rank{trainer.global_rank}.pt"))
+    torch.save(
+        {"weights": weights, "prompts": prompts.prompts, "beta": module.kl_controller.value},
+        os.path.join(out_dir, f"rank{trainer.global_rank}.pt"),
+    )
 
 
 if __name__ == "__main__":

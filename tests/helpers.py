@@ -54,9 +54,28 @@ class RewardProbe(RolloutCallback):
 
 
 # Shrinking overrides for the dummy architectures (the same as configs/smoke/*_cpu.yaml): real classes, CPU sizes.
-T5_SHRINK = {"num_layers": 2, "num_decoder_layers": 2, "d_model": 64, "d_ff": 128, "num_heads": 4, "d_kv": 16,
-             "vocab_size": 2048}
-LLAMA_SHRINK = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-                "num_key_value_heads": 4, "vocab_size": 2048}
-LONGFORMER_SHRINK = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-                     "vocab_size": 2048, "attention_window": 64}
+T5_SHRINK = {
+    "num_layers": 2,
+    "num_decoder_layers": 2,
+    "d_model": 64,
+    "d_ff": 128,
+    "num_heads": 4,
+    "d_kv": 16,
+    "vocab_size": 2048,
+}
+LLAMA_SHRINK = {
+    "num_hidden_layers": 2,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "vocab_size": 2048,
+}
+LONGFORMER_SHRINK = {
+    "num_hidden_layers": 2,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "vocab_size": 2048,
+    "attention_window": 64,
+}

@@ -31,6 +31,7 @@ RULES = {
 
 def find_errors(text: str, disabled: set[str] = frozenset()) -> list[dict]:
     """LanguageTool-shaped matches of ``text``, sorted by offset, offsets/lengths in UTF-16 code units."""
+
     def units(s: str) -> int:
         return len(s.encode("utf-16-le")) // 2
 
@@ -39,9 +40,16 @@ def find_errors(text: str, disabled: set[str] = frozenset()) -> list[dict]:
         if rule_id in disabled:
             continue
         for m in pattern.finditer(text):
-            matches.append({"message": rule_id, "offset": units(text[:m.start()]), "length": units(m.group(0)),
-                            "replacements": [], "context": {"text": text, "offset": 0, "length": 0},
-                            "rule": {"id": rule_id, "issueType": "grammar", "category": {"id": "GRAMMAR"}}})
+            matches.append(
+                {
+                    "message": rule_id,
+                    "offset": units(text[: m.start()]),
+                    "length": units(m.group(0)),
+                    "replacements": [],
+                    "context": {"text": text, "offset": 0, "length": 0},
+                    "rule": {"id": rule_id, "issueType": "grammar", "category": {"id": "GRAMMAR"}},
+                }
+            )
     return sorted(matches, key=lambda m: m["offset"])
 
 
@@ -80,8 +88,9 @@ def _handler(stub: LanguageToolStub) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             if self.path.rstrip("/") != "/v2/check":
                 return self._reply(404, {"error": "not found"})
-            form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode("utf-8"),
-                                         keep_blank_values=True)
+            form = urllib.parse.parse_qs(
+                self.rfile.read(int(self.headers["Content-Length"])).decode("utf-8"), keep_blank_values=True
+            )
             with stub.lock:
                 stub.check_requests.append(form)
                 fail = stub.fail_times > 0

@@ -108,17 +108,36 @@ class OpenAIServer:
 
     def completion(self, model: str, choice: Optional[str], tools_offered: bool) -> dict:
         """A chat.completion object answering ``choice`` as a tool call or as text."""
-        message: dict = {"role": "assistant", "content": "I cannot decide between them." if choice is None
-                         else f"Output ({choice})"}
+        message: dict = {
+            "role": "assistant",
+            "content": "I cannot decide between them." if choice is None else f"Output ({choice})",
+        }
         if choice is not None and self.reply == "tool" and tools_offered:
-            message = {"role": "assistant", "content": None, "tool_calls": [{
-                "id": "call_0", "type": "function",
-                "function": {"name": "choose_output", "arguments": json.dumps({"output": choice})}}]}
-        return {"id": "chatcmpl-0", "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": message,
-                             "finish_reason": "tool_calls" if "tool_calls" in message else "stop"}],
-                "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
-                          "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}}
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_0",
+                        "type": "function",
+                        "function": {"name": "choose_output", "arguments": json.dumps({"output": choice})},
+                    }
+                ],
+            }
+        return {
+            "id": "chatcmpl-0",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": "tool_calls" if "tool_calls" in message else "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": PROMPT_TOKENS,
+                "completion_tokens": COMPLETION_TOKENS,
+                "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+            },
+        }
 
 
 def _handler_for(server: OpenAIServer) -> type:
@@ -132,8 +151,11 @@ def _handler_for(server: OpenAIServer) -> type:
             data = json.dumps(body).encode()
             try:
                 self.send_response(status)
-                for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)),
-                                    **(headers or {})}.items():
+                for name, value in {
+                    "Content-Type": "application/json",
+                    "Content-Length": str(len(data)),
+                    **(headers or {}),
+                }.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
@@ -145,19 +167,25 @@ def _handler_for(server: OpenAIServer) -> type:
             if not self.path.endswith("/chat/completions"):
                 return self._send(404, {"error": {"message": f"no route {self.path}"}})
             user = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
-            seen = Seen(time=time.monotonic(), authorization=self.headers.get("Authorization"),
-                        output_a=outputs_of(user)[0], output_b=outputs_of(user)[1],
-                        tools_offered=bool(body.get("tools")))
+            seen = Seen(
+                time=time.monotonic(),
+                authorization=self.headers.get("Authorization"),
+                output_a=outputs_of(user)[0],
+                output_b=outputs_of(user)[1],
+                tools_offered=bool(body.get("tools")),
+            )
             plan = server.plan(seen)
             if plan.get("hang"):
                 server._release.wait(timeout=30)
                 return None
             if "status" in plan:
-                return self._send(plan["status"], {"error": {"message": f"scripted {plan['status']}"}},
-                                  plan.get("headers"))
+                return self._send(
+                    plan["status"], {"error": {"message": f"scripted {plan['status']}"}}, plan.get("headers")
+                )
             time.sleep(plan.get("sleep", 0.0))
             seen.answered = True
-            return self._send(200, server.completion(body["model"], server.choose(seen.output_a, seen.output_b),
-                                                     seen.tools_offered))
+            return self._send(
+                200, server.completion(body["model"], server.choose(seen.output_a, seen.output_b), seen.tools_offered)
+            )
 
     return Handler

@@ -45,7 +45,8 @@ class PauseAfterCheckpoint(pl.Callback):
 
 
 DOWN_AT = "ALARM_PL_TEST_SCORER_DOWN_AT"
-"""Environment variable: the call of ``FlakyReference.score`` (1-based, in this process) from which its server is down."""
+"""Environment variable: the call of ``FlakyReference.score`` (1-based, in this process) from which its server is
+down."""
 
 
 class FlakyReference(ReferenceScorer):
@@ -61,8 +62,9 @@ class FlakyReference(ReferenceScorer):
     def score(self, inputs):
         self.calls += 1
         if os.environ.get(DOWN_AT) and self.calls >= int(os.environ[DOWN_AT]):
-            raise ScorerUnavailable(f"scorer {self.name!r}: request to {self.URL} failed after 3 attempt(s): "
-                                    f"connection refused")
+            raise ScorerUnavailable(
+                f"scorer {self.name!r}: request to {self.URL} failed after 3 attempt(s): connection refused"
+            )
         return super().score(inputs)
 
 
@@ -77,31 +79,70 @@ HOLISTIC = _flaky_holistic()
 
 def fit_command(root: Path, *args: str) -> list[str]:
     """``python -m alarm_pl fit`` on the tiny MT config, shrunk: 24 training prompts in batches of 8 (3 rollouts an
-    epoch), 8 new tokens, the holistic scorer a ``FlakyReference`` (up unless told otherwise), online selection deciding after rollout 2 and again every 2, validation every 2 rollouts,
-    metrics flushed every rollout (a killed run keeps what it logged)."""
-    return [sys.executable, "-m", "alarm_pl", "fit", "--config", str(ROOT / "configs" / "tiny_mt.yaml"),
-            "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
-            "--trainer.logger.init_args.flush_logs_every_n_steps", "1",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--data.init_args.batch_size", "8", "--data.init_args.num_train", "24", "--data.init_args.num_val", "8",
-            "--model.generation.max_new_tokens", "8", "--model.selection.mode", "online",
-            "--model.selection.warmup_rollouts", "2", "--model.selection.reselect_every", "2",
-            "--model.selection.min_pairs", "1", "--trainer.val_check_interval", "2", "--model.holistic", HOLISTIC,
-            *args]
+    epoch), 8 new tokens, the holistic scorer a ``FlakyReference`` (up unless told otherwise), online selection deciding
+    after rollout 2 and again every 2, validation every 2 rollouts, metrics flushed every rollout (a killed run keeps
+    what it logged)."""
+    return [
+        sys.executable,
+        "-m",
+        "alarm_pl",
+        "fit",
+        "--config",
+        str(ROOT / "configs" / "tiny_mt.yaml"),
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.logger.init_args.save_dir",
+        str(root),
+        "--trainer.logger.init_args.flush_logs_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--data.init_args.batch_size",
+        "8",
+        "--data.init_args.num_train",
+        "24",
+        "--data.init_args.num_val",
+        "8",
+        "--model.generation.max_new_tokens",
+        "8",
+        "--model.selection.mode",
+        "online",
+        "--model.selection.warmup_rollouts",
+        "2",
+        "--model.selection.reselect_every",
+        "2",
+        "--model.selection.min_pairs",
+        "1",
+        "--trainer.val_check_interval",
+        "2",
+        "--model.holistic",
+        HOLISTIC,
+        *args,
+    ]
 
 
 def callbacks(pause_after: int | None = None, marker: str = "") -> list[str]:
     """``--trainer.callbacks``: a checkpoint after every rollout, and optionally the pause."""
     items = ['{"class_path": "alarm_pl.checkpointing.RunCheckpoint", "init_args": {"every_n_train_steps": 1}}']
     if pause_after is not None:
-        items.append('{"class_path": "tests.resume_helpers.PauseAfterCheckpoint", "init_args": '
-                     f'{{"after": {pause_after}, "marker": "{marker}"}}}}')
+        items.append(
+            '{"class_path": "tests.resume_helpers.PauseAfterCheckpoint", "init_args": '
+            f'{{"after": {pause_after}, "marker": "{marker}"}}}}'
+        )
     return ["--trainer.callbacks", "[" + ", ".join(items) + "]"]
 
 
 def environment(**extra: str) -> dict[str, str]:
-    return {**os.environ, **extra, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false"}
+    return {
+        **os.environ,
+        **extra,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 def run(command: list[str], timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
@@ -111,8 +152,15 @@ def run(command: list[str], timeout: float = 600, **env: str) -> subprocess.Comp
 def run_until_paused(command: list[str], marker: Path, sig: int, timeout: float = 600) -> subprocess.CompletedProcess:
     """Start ``command`` in its own process group, wait for ``marker``, send ``sig`` to the whole group (DDP ranks
     included) and wait for the end."""
-    process = subprocess.Popen(command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=ROOT, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -129,8 +177,10 @@ def train_rows(root: Path) -> dict[int, dict[str, str]]:
     """Every logged rollout of the runs under ``root`` by step (later runs' rows after earlier ones'), without the
     wall-clock timings."""
     rows: dict[int, dict[str, str]] = {}
-    for path in sorted(glob.glob(str(root / "logs" / "version_*" / "metrics.csv")),
-                       key=lambda p: int(Path(p).parent.name.split("_")[1])):
+    for path in sorted(
+        glob.glob(str(root / "logs" / "version_*" / "metrics.csv")),
+        key=lambda p: int(Path(p).parent.name.split("_")[1]),
+    ):
         for row in csv.DictReader(open(path)):
             if row.get("train/kl"):
                 rows[int(row["step"])] = {k: v for k, v in row.items() if v and not k.startswith("train/time/")}

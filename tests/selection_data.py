@@ -26,17 +26,41 @@ def make_rollout(sampled: dict[str, list[float]], holistic: list[float], lengths
     batch, width = len(lengths), max(lengths)
     mask = torch.arange(width).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)  # (B, T)
     ids = torch.where(mask, torch.full(mask.shape, 5), torch.zeros(mask.shape, dtype=torch.long))
-    inputs = ScoringInput(prompts=[f"p{i}" for i in range(batch)], responses=["r" * n for n in lengths],
-                          references=[None] * batch, metadata=[{}] * batch, response_ids=ids, response_mask=mask,
-                          token_spans=[[(i, i + 1) for i in range(n)] for n in lengths])
-    scores = {name: Score(values=torch.zeros(mask.shape), placed=torch.zeros(mask.shape, dtype=torch.bool),
-                          metric=torch.tensor(values), higher_is_better=name != "grammar")
-              for name, values in sampled.items()}
+    inputs = ScoringInput(
+        prompts=[f"p{i}" for i in range(batch)],
+        responses=["r" * n for n in lengths],
+        references=[None] * batch,
+        metadata=[{}] * batch,
+        response_ids=ids,
+        response_mask=mask,
+        token_spans=[[(i, i + 1) for i in range(n)] for n in lengths],
+    )
+    scores = {
+        name: Score(
+            values=torch.zeros(mask.shape),
+            placed=torch.zeros(mask.shape, dtype=torch.bool),
+            metric=torch.tensor(values),
+            higher_is_better=name != "grammar",
+        )
+        for name, values in sampled.items()
+    }
     zeros = torch.zeros(mask.shape)
-    return Rollout(query_ids=ids, query_mask=mask, response_ids=ids, response_mask=mask, inputs=inputs,
-                   old_logprobs=zeros, ref_logprobs=zeros, values=zeros, scores=scores, holistic_name="holistic",
-                   holistic=torch.tensor(holistic), aspect_rewards={name: zeros.clone() for name in sampled},
-                   degenerate=torch.zeros(batch, dtype=torch.bool), stats={"time/generate": 1.5})
+    return Rollout(
+        query_ids=ids,
+        query_mask=mask,
+        response_ids=ids,
+        response_mask=mask,
+        inputs=inputs,
+        old_logprobs=zeros,
+        ref_logprobs=zeros,
+        values=zeros,
+        scores=scores,
+        holistic_name="holistic",
+        holistic=torch.tensor(holistic),
+        aspect_rewards={name: zeros.clone() for name in sampled},
+        degenerate=torch.zeros(batch, dtype=torch.bool),
+        stats={"time/generate": 1.5},
+    )
 
 
 def sampled_rollout() -> Rollout:

@@ -17,15 +17,42 @@ from alarm_pl.ablation.stats import t_interval
 from alarm_pl.eval.records import read_generations
 
 ROOT = Path(__file__).parents[1]
-OVERRIDES = ["--trainer.max_steps", "2", "--data.init_args.batch_size", "4", "--data.init_args.num_test", "6",
-             "--model.generation.max_new_tokens", "8", "--model.selection.mode", "fixed",
-             "--model.selection.aspects", "[spelling]"]
+OVERRIDES = [
+    "--trainer.max_steps",
+    "2",
+    "--data.init_args.batch_size",
+    "4",
+    "--data.init_args.num_test",
+    "6",
+    "--model.generation.max_new_tokens",
+    "8",
+    "--model.selection.mode",
+    "fixed",
+    "--model.selection.aspects",
+    "[spelling]",
+]
 
 
 def _sweep(out: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "alarm_pl.ablation", "--config", str(ROOT / "configs" / "tiny_mt.yaml"),
-               "--strategies", "holistic_only", "hierarchical", "--seeds", "0", "1", "--out", str(out),
-               "--parallel", "3", "--", *OVERRIDES]
+    command = [
+        sys.executable,
+        "-m",
+        "alarm_pl.ablation",
+        "--config",
+        str(ROOT / "configs" / "tiny_mt.yaml"),
+        "--strategies",
+        "holistic_only",
+        "hierarchical",
+        "--seeds",
+        "0",
+        "1",
+        "--out",
+        str(out),
+        "--parallel",
+        "3",
+        "--",
+        *OVERRIDES,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
@@ -45,7 +72,8 @@ def test_sweep_report_and_resume(tmp_path):
         expected = t_interval(chrf)
         got = results["metrics"][system]["chrf"]
         assert (got["mean"], got["ci_low"], got["ci_high"], got["n"]) == pytest.approx(
-            (expected.mean, expected.low, expected.high, 2))
+            (expected.mean, expected.low, expected.high, 2)
+        )
     assert results["metrics"]["start"]["chrf"]["n"] == 1 and results["metrics"]["start"]["chrf"]["ci_low"] is None
     assert {"holistic", "spelling", "sentence_chrf", "sentence_bleu"} <= set(results["win_rates"])
     table = results["win_rates"]["holistic"]
@@ -58,11 +86,19 @@ def test_sweep_report_and_resume(tmp_path):
     marker = out / "runs" / "hierarchical" / "seed1" / "done.json"
     marker.unlink()  # as if the sweep had been killed after this run's test, before its marker
     logs = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/log.txt")} | {
-        out / "runs/start/log.txt": (out / "runs/start/log.txt").stat().st_mtime_ns}
+        out / "runs/start/log.txt": (out / "runs/start/log.txt").stat().st_mtime_ns
+    }
     again = _sweep(out)
     assert again.returncode == 0, again.stderr[-3000:]
-    statuses = {name: run["status"] for name, run in json.loads((out / "results.json").read_text())["cost"]["runs"].items()}
-    assert statuses == {"start": "reused", "holistic_only/seed0": "reused", "hierarchical/seed0": "reused",
-                        "holistic_only/seed1": "reused", "hierarchical/seed1": "ran"}
+    statuses = {
+        name: run["status"] for name, run in json.loads((out / "results.json").read_text())["cost"]["runs"].items()
+    }
+    assert statuses == {
+        "start": "reused",
+        "holistic_only/seed0": "reused",
+        "hierarchical/seed0": "reused",
+        "holistic_only/seed1": "reused",
+        "hierarchical/seed1": "ran",
+    }
     changed = {p.relative_to(out).as_posix() for p, t in logs.items() if p.stat().st_mtime_ns != t}
     assert changed == {"runs/hierarchical/seed1/log.txt"} and marker.is_file()

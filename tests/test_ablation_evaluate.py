@@ -25,8 +25,10 @@ def _outcomes(tmp_path):
     outcomes = []
     for run in plan_runs(["hierarchical", "holistic_only"], [0, 1], [], tmp_path, baseline=False):
         path = run.generations_dir / "test-step000020.jsonl"
-        records = [GenerationRecord(prompt=p, generation=g, reference=r, holistic=float(len(g)), length=len(g.split()))
-                   for p, r, g in zip(PROMPTS, REFERENCES, GENERATIONS[run.seed][run.system])]
+        records = [
+            GenerationRecord(prompt=p, generation=g, reference=r, holistic=float(len(g)), length=len(g.split()))
+            for p, r, g in zip(PROMPTS, REFERENCES, GENERATIONS[run.seed][run.system])
+        ]
         write_generations(path, records)
         outcomes.append(Outcome(run, "ran", 1.0, 1.0, path))
     return outcomes
@@ -43,7 +45,7 @@ def test_judge_win_rates_are_judged_per_seed_and_aggregated_over_seeds(tmp_path,
     assert summary["model"] == "judge-test" and summary["seeds"] == [0, 1] and summary["errors"] == []
     # seed 0: hierarchical longer on both prompts -> 1.0; seed 1: one each -> 0.5
     pair = summary["pairs"]["hierarchical"]["holistic_only"]
-    half_width = 12.7062047 * 0.3535534 / 2 ** 0.5  # t(1, 0.975) * sd(1.0, 0.5) / sqrt(2)
+    half_width = 12.7062047 * 0.3535534 / 2**0.5  # t(1, 0.975) * sd(1.0, 0.5) / sqrt(2)
     assert pair.mean == pytest.approx(0.75) and pair.sd == pytest.approx(0.3535534)
     assert (pair.low, pair.high) == pytest.approx((0.75 - half_width, 0.75 + half_width))
     assert summary["pairs"]["holistic_only"]["hierarchical"].mean == pytest.approx(0.25)

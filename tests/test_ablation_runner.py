@@ -29,10 +29,19 @@ with open(os.path.join(out, "..", "ran-at"), "w") as f:
 def test_systems_and_commands():
     sweep = parse_sweep("model.selection.mode=fixed,auto")
     assert [name for name, _ in systems(["aspect_only", "hierarchical"], [sweep])] == [
-        "aspect_only,mode=fixed", "aspect_only,mode=auto", "hierarchical,mode=fixed", "hierarchical,mode=auto"]
+        "aspect_only,mode=fixed",
+        "aspect_only,mode=auto",
+        "hierarchical,mode=fixed",
+        "hierarchical,mode=auto",
+    ]
     runs = plan_runs(["hierarchical"], [3, 4], [sweep], Path("/out"), baseline=True)
-    assert [r.name for r in runs] == [START, "hierarchical,mode=fixed/seed3", "hierarchical,mode=auto/seed3",
-                                      "hierarchical,mode=fixed/seed4", "hierarchical,mode=auto/seed4"]
+    assert [r.name for r in runs] == [
+        START,
+        "hierarchical,mode=fixed/seed3",
+        "hierarchical,mode=auto/seed3",
+        "hierarchical,mode=fixed/seed4",
+        "hierarchical,mode=auto/seed4",
+    ]
     assert runs[2].directory == Path("/out/runs/hierarchical-mode=auto/seed3")
     cmd = command(runs[2], "configs/x.yaml", ["--trainer.max_steps", "20", "--model.reward.strategy", "weighted_sum"])
     assert cmd[1:5] == ["-m", "alarm_pl", "fit", "--config"]
@@ -45,9 +54,15 @@ def test_systems_and_commands():
     assert start[3] == "test" and "--test_after_fit" not in start and "--model.reward.strategy" not in start
 
 
-@pytest.mark.parametrize("text,message", [("model.ppo.lam", "KEY=V1,V2"), ("=a,b", "KEY=V1,V2"),
-                                          ("model.ppo.lam=1,", "KEY=V1,V2"),
-                                          ("model.reward.strategy=a,b", "--strategies")])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("model.ppo.lam", "KEY=V1,V2"),
+        ("=a,b", "KEY=V1,V2"),
+        ("model.ppo.lam=1,", "KEY=V1,V2"),
+        ("model.reward.strategy=a,b", "--strategies"),
+    ],
+)
 def test_bad_sweeps_are_refused(text, message):
     with pytest.raises(ValueError, match=message):
         parse_sweep(text)
@@ -62,13 +77,17 @@ def test_bad_strategies_and_seeds_are_refused():
 
 def test_split_overrides():
     assert split_overrides(["--out", "d", "--", "--trainer.max_steps", "2", "--", "x"]) == (
-        ["--out", "d"], ["--trainer.max_steps", "2", "--", "x"])
+        ["--out", "d"],
+        ["--trainer.max_steps", "2", "--", "x"],
+    )
     assert split_overrides(["--out", "d"]) == (["--out", "d"], [])
 
 
 def _commands(runs, extra=""):
-    return {r.name: [sys.executable, "-c", FAKE_RUN, str(r.generations_dir), r.name, *([extra] if extra else [])]
-            for r in runs}
+    return {
+        r.name: [sys.executable, "-c", FAKE_RUN, str(r.generations_dir), r.name, *([extra] if extra else [])]
+        for r in runs
+    }
 
 
 def test_resume_reuses_finished_runs_and_redoes_the_rest(tmp_path):
@@ -77,9 +96,13 @@ def test_resume_reuses_finished_runs_and_redoes_the_rest(tmp_path):
     (tmp_path / "runs" / "hierarchical" / "fail-hierarchical_seed1").touch()
     seen = []
     first = run_all(runs, _commands(runs), parallel=2, on_outcome=lambda o, done, total: seen.append((done, total)))
-    assert {o.run.name: o.status for o in first} == {START: "ran", "holistic_only/seed0": "ran",
-                                                      "hierarchical/seed0": "ran", "holistic_only/seed1": "ran",
-                                                      "hierarchical/seed1": "failed"}
+    assert {o.run.name: o.status for o in first} == {
+        START: "ran",
+        "holistic_only/seed0": "ran",
+        "hierarchical/seed0": "ran",
+        "holistic_only/seed1": "ran",
+        "hierarchical/seed1": "failed",
+    }
     failed = first[-1]
     assert "exit status 3" in failed.error and not (failed.run.directory / MARKER).exists()
     assert sorted(seen) == [(i, 5) for i in range(1, 6)]
@@ -91,9 +114,13 @@ def test_resume_reuses_finished_runs_and_redoes_the_rest(tmp_path):
     (runs[2].directory / MARKER).unlink()  # hierarchical/seed0 interrupted after its test, before its marker
     stamp = (runs[1].directory / "ran-at").read_text()
     second = run_all(runs, _commands(runs), parallel=1)
-    assert {o.run.name: o.status for o in second} == {START: "reused", "holistic_only/seed0": "reused",
-                                                       "hierarchical/seed0": "ran", "holistic_only/seed1": "reused",
-                                                       "hierarchical/seed1": "ran"}
+    assert {o.run.name: o.status for o in second} == {
+        START: "reused",
+        "holistic_only/seed0": "reused",
+        "hierarchical/seed0": "ran",
+        "holistic_only/seed1": "reused",
+        "hierarchical/seed1": "ran",
+    }
     assert (runs[1].directory / "ran-at").read_text() == stamp  # a finished run is not touched
     assert second[1].wall_s == marker["wall_s"]  # its cost comes from its marker
 

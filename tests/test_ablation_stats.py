@@ -7,8 +7,14 @@ import math
 import pytest
 import sacrebleu
 
-from alarm_pl.ablation.stats import (SENTENCE_BLEU, SENTENCE_CHRF, run_metrics, summarise_win_rates, t_interval,
-                                     with_sentence_metrics)
+from alarm_pl.ablation.stats import (
+    SENTENCE_BLEU,
+    SENTENCE_CHRF,
+    run_metrics,
+    summarise_win_rates,
+    t_interval,
+    with_sentence_metrics,
+)
 from alarm_pl.eval.records import GenerationRecord
 
 
@@ -26,23 +32,38 @@ def test_t_interval_by_hand():
 
 
 def test_t_interval_leaves_out_missing_values_and_needs_two():
-    assert t_interval([None, 7.0, math.nan]).to_json() == {"mean": 7.0, "ci_low": None, "ci_high": None, "sd": None,
-                                                           "n": 1, "confidence": 0.95}
+    assert t_interval([None, 7.0, math.nan]).to_json() == {
+        "mean": 7.0,
+        "ci_low": None,
+        "ci_high": None,
+        "sd": None,
+        "n": 1,
+        "confidence": 0.95,
+    }
     assert t_interval([]).mean is None and t_interval([]).n == 0
     constant = t_interval([5.0, 5.0, 5.0])
     assert (constant.low, constant.high, constant.sd) == (5.0, 5.0, 0.0)
 
 
 def _record(prompt, generation, reference, holistic, grammar, length, degenerate=False):
-    return GenerationRecord(prompt=prompt, generation=generation, reference=reference, holistic=holistic,
-                            degenerate=degenerate, aspects={"grammar": grammar}, aspect_higher_is_better={"grammar": False},
-                            length=length)
+    return GenerationRecord(
+        prompt=prompt,
+        generation=generation,
+        reference=reference,
+        holistic=holistic,
+        degenerate=degenerate,
+        aspects={"grammar": grammar},
+        aspect_higher_is_better={"grammar": False},
+        length=length,
+    )
 
 
 def test_run_metrics_and_sentence_metrics():
-    records = [_record("p1", "The dog eats.", "The dog eats.", 1.0, 0.0, 4),
-               _record("p2", "A cat", "The cat sleeps.", -0.5, math.nan, 2),
-               _record("p3", "", "Where is she?", 0.5, 0.5, 1, degenerate=True)]
+    records = [
+        _record("p1", "The dog eats.", "The dog eats.", 1.0, 0.0, 4),
+        _record("p2", "A cat", "The cat sleeps.", -0.5, math.nan, 2),
+        _record("p3", "", "Where is she?", 0.5, 0.5, 1, degenerate=True),
+    ]
     metrics = run_metrics(records)
     hyps, refs = ["The dog eats.", "A cat", ""], [["The dog eats.", "The cat sleeps.", "Where is she?"]]
     assert metrics["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, refs).score)
@@ -53,7 +74,8 @@ def test_run_metrics_and_sentence_metrics():
     extended = with_sentence_metrics(records)
     assert extended[0].aspects[SENTENCE_CHRF] == pytest.approx(100.0)
     assert extended[1].aspects[SENTENCE_BLEU] == pytest.approx(
-        sacrebleu.sentence_bleu("A cat", ["The cat sleeps."]).score)
+        sacrebleu.sentence_bleu("A cat", ["The cat sleeps."]).score
+    )
     assert extended[1].aspect_higher_is_better[SENTENCE_CHRF] is True and extended[1].aspects["grammar"] != 0
     no_reference = _record("p", "x", None, 0.0, 0.0, 1)
     assert with_sentence_metrics([no_reference]) == [no_reference] and "chrf" not in run_metrics([no_reference])

@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 
+from alarm_pl.assets.tokenizer_builders import byte_tokenizer, train_byte_bpe, train_sentencepiece
 from alarm_pl.rewards.align import (
     _char_map,
     char_spans_to_token_mask,
@@ -15,7 +16,6 @@ from alarm_pl.rewards.align import (
     token_ending_at,
     tokens_overlapping,
 )
-from alarm_pl.assets.tokenizer_builders import byte_tokenizer, train_byte_bpe, train_sentencepiece
 
 CORPUS = [
     "The president thanked the members for their work.",
@@ -87,7 +87,7 @@ def test_byte_bpe_partial_tokens_share_span(tokenizers):
     tok = tokenizers["byte_bpe"]
     ids = tok("x 😀").input_ids
     text, spans = decode_with_spans(tok, ids)
-    emoji = [span for span in spans if text[span[0]:span[1]].endswith("😀")]
+    emoji = [span for span in spans if text[span[0] : span[1]].endswith("😀")]
     assert len(emoji) >= 2 and len(set(emoji)) == 1  # the emoji's byte tokens (unseen in training) share one span
 
 
@@ -98,7 +98,7 @@ def test_sentencepiece_leading_space_and_byte_fallback(tokenizers):
     text, spans = decode_with_spans(tok, ids)
     assert text == "El niño 😀"  # the dummy-prefix space is dropped at the start, as decode does
     by_piece = dict(zip(pieces, spans))
-    assert text[by_piece["<0x9F>"][0]:by_piece["<0x9F>"][1]] == "😀"  # byte-fallback pieces map to the character
+    assert text[by_piece["<0x9F>"][0] : by_piece["<0x9F>"][1]] == "😀"  # byte-fallback pieces map to the character
     word = next(i for i, p in enumerate(pieces) if p.startswith("▁n"))
     assert text[spans[word][0]] == " "  # a word piece in the middle carries its leading space
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from alarm_pl.assets.tokenizer_builders import byte_tokenizer, train_sentencepiece
 from alarm_pl.rewards.align import decode_batch_with_spans, tokens_overlapping
 from alarm_pl.rewards.aspects.language import LanguageConfidenceScorer
 from alarm_pl.rewards.aspects.length import LengthScorer
@@ -11,7 +12,6 @@ from alarm_pl.rewards.aspects.reference import ReferenceScorer
 from alarm_pl.rewards.aspects.spelling import SpellingScorer
 from alarm_pl.rewards.base import ScorerError, ScoringInput
 from alarm_pl.rewards.text import split_sentences, split_subsentences, word_spans
-from alarm_pl.assets.tokenizer_builders import byte_tokenizer, train_sentencepiece
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -38,9 +38,15 @@ def batch(tok, texts, references=None):
     ids = torch.tensor([row + [tok.pad_token_id] * (width - len(row)) for row in rows])  # (B, T)
     mask = torch.tensor([[j < len(row) for j in range(width)] for row in rows])  # (B, T)
     responses, spans = decode_batch_with_spans(tok, ids, mask)
-    return ScoringInput(prompts=[f"p{i}" for i in range(len(texts))], responses=responses,
-                        references=references or [None] * len(texts), metadata=[{} for _ in texts],
-                        response_ids=ids, response_mask=mask, token_spans=spans)
+    return ScoringInput(
+        prompts=[f"p{i}" for i in range(len(texts))],
+        responses=responses,
+        references=references or [None] * len(texts),
+        metadata=[{} for _ in texts],
+        response_ids=ids,
+        response_mask=mask,
+        token_spans=spans,
+    )
 
 
 def test_spelling_marks_exactly_the_misspelled_tokens(byt5):
@@ -137,7 +143,11 @@ def test_reference_scorer(byt5):
 def test_sentence_and_subsentence_splitting():
     text = "  Hello world. How are you?  Fine! e.g. the cat.\nNew line"
     assert [text[a:b] for a, b in split_sentences(text)] == [
-        "Hello world.", "How are you?", "Fine! e.g. the cat.", "New line"]  # "! e.g." is followed by lowercase
+        "Hello world.",
+        "How are you?",
+        "Fine! e.g. the cat.",
+        "New line",
+    ]  # "! e.g." is followed by lowercase
     assert split_sentences("   ") == []
     long = "When I went to the store, I bought apples, pears; and many other things that I liked! Then we left."
     assert [long[a:b] for a, b in split_subsentences(long, min_words=5)] == [

@@ -27,8 +27,10 @@ benchlib, compare, scaling = _load("benchlib"), _load("compare"), _load("scaling
 
 
 def _summary(trainer: str, phases: list[dict], totals: list[float], cpu: list[float] | None = None) -> dict:
-    rollouts = [benchlib.RolloutTiming(t, p, 16, 512, None if cpu is None else c, {k: v / 2 for k, v in p.items()})
-                for t, p, c in zip(totals, phases, cpu or totals)]
+    rollouts = [
+        benchlib.RolloutTiming(t, p, 16, 512, None if cpu is None else c, {k: v / 2 for k, v in p.items()})
+        for t, p, c in zip(totals, phases, cpu or totals)
+    ]
     return benchlib.summarise(trainer, rollouts, warmup=1)
 
 
@@ -56,7 +58,7 @@ def test_pair_medians():
 
 def test_growth_exponent_and_grid():
     xs = [8, 16, 32, 64]
-    assert scaling.slope(xs, [0.5 * x ** 1.5 for x in xs]) == pytest.approx(1.5)
+    assert scaling.slope(xs, [0.5 * x**1.5 for x in xs]) == pytest.approx(1.5)
     assert scaling.slope(xs, [3.0] * 4) == pytest.approx(0.0)
     assert scaling.slope(xs[-2:], [1.0 + x for x in xs[-2:]]) == pytest.approx(math.log(65 / 33) / math.log(2))
     assert math.isnan(scaling.slope([8], [1.0]))

@@ -7,8 +7,16 @@ import yaml
 from alarm_pl.calibrate import calibration_snippet, main
 from alarm_pl.rewards.normalize import FixedNormalizer
 
-TINY = ["--config", "configs/tiny_mt.yaml", "--trainer.logger", "false", "--data.init_args.batch_size", "8",
-        "--model.generation.max_new_tokens", "24"]
+TINY = [
+    "--config",
+    "configs/tiny_mt.yaml",
+    "--trainer.logger",
+    "false",
+    "--data.init_args.batch_size",
+    "8",
+    "--model.generation.max_new_tokens",
+    "24",
+]
 
 
 def test_calibration_snippet_parses_with_provenance():

@@ -13,15 +13,24 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from alarm_pl.checkpointing import CheckpointError, SafeCheckpointIO, install_safe_checkpoint_io, read_checkpoint
-from alarm_pl.checkpointing import fingerprint
+from alarm_pl.checkpointing import (
+    CheckpointError,
+    SafeCheckpointIO,
+    fingerprint,
+    install_safe_checkpoint_io,
+    read_checkpoint,
+)
 from alarm_pl.checkpointing.io import write_checkpoint
 from alarm_pl.files import WriteError
 
 
 def training_checkpoint(step: int = 3) -> dict:
-    return {"state_dict": {"policy.lora_A": torch.arange(6.0).reshape(2, 3)}, "loops": {"fit_loop": {"step": step}},
-            "pytorch-lightning_version": "2.6.6", "global_step": step}
+    return {
+        "state_dict": {"policy.lora_A": torch.arange(6.0).reshape(2, 3)},
+        "loops": {"fit_loop": {"step": step}},
+        "pytorch-lightning_version": "2.6.6",
+        "global_step": step,
+    }
 
 
 class RunsCode:
@@ -73,8 +82,11 @@ def test_a_truncated_checkpoint_is_refused_with_its_path(tmp_path):
 RANDOM_BYTES = bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist())
 
 
-@pytest.mark.parametrize("content", [b"", b"step,reward\n1,0.5\n", bytes(range(256)) * 4, RANDOM_BYTES],
-                         ids=["empty", "csv", "bytes", "random"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"step,reward\n1,0.5\n", bytes(range(256)) * 4, RANDOM_BYTES],
+    ids=["empty", "csv", "bytes", "random"],
+)
 def test_a_foreign_file_is_refused(tmp_path, content):
     path = tmp_path / "metrics.ckpt"
     path.write_bytes(content)
@@ -93,7 +105,10 @@ def test_a_torch_file_that_is_not_a_training_checkpoint_is_refused(tmp_path):
 def test_objects_beyond_tensors_are_never_unpickled(tmp_path):
     marker, path = tmp_path / "code-ran", tmp_path / "evil.ckpt"
     torch.save({**training_checkpoint(), "payload": RunsCode(marker)}, path)
-    with pytest.raises(CheckpointError, match=r"beyond tensors and plain containers \(Unsupported global: GLOBAL getattr was not an allowed global by default\.\); refusing to unpickle it"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"beyond tensors and plain containers \(Unsupported global: GLOBAL getattr was not an allowed global by default\.\); refusing to unpickle it",  # noqa: E501
+    ):
         read_checkpoint(path)
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="weights_only=False is refused"):
@@ -117,15 +132,21 @@ def test_the_trainer_gets_the_safe_io_unless_another_plugin_was_chosen():
     class OwnIO(TorchCheckpointIO):
         pass
 
-    own = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  plugins=[OwnIO()])
+    own = Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, plugins=[OwnIO()]
+    )
     install_safe_checkpoint_io(own)
     assert type(own.strategy.checkpoint_io) is OwnIO
 
 
 # ---------------------------------------------------------------------- fingerprint
-CURRENT = {"module": "ALaRMModule", "model": "tiny:mt-seq2seq", "adapter": "LoRA r=16 alpha=32 targets=['q', 'v']",
-           "precision": "float32, no quantization bits", "strategy": "hierarchical"}
+CURRENT = {
+    "module": "ALaRMModule",
+    "model": "tiny:mt-seq2seq",
+    "adapter": "LoRA r=16 alpha=32 targets=['q', 'v']",
+    "precision": "float32, no quantization bits",
+    "strategy": "hierarchical",
+}
 
 
 def stamped(**changes) -> dict:

@@ -10,9 +10,9 @@ import torch
 
 from alarm_pl.callbacks.selection import AspectSelection
 from alarm_pl.cli import cli_main
-from tests.helpers import RewardProbe
 from alarm_pl.reward_training import RewardModelModule
 from alarm_pl.sft import SFTModule
+from tests.helpers import RewardProbe
 
 CONFIGS = sorted(glob.glob(str(Path(__file__).parents[1] / "configs" / "*.yaml")))
 
@@ -32,8 +32,19 @@ def test_every_config_parses_and_has_a_header(config):
 
 
 def test_dotted_overrides_reach_the_module():
-    cli = cli_main(["--config", str(Path(CONFIGS[0]).parent / "tiny_mt.yaml"), "--model.ppo.clip_range", "0.1", "--trainer.max_steps", "7",
-                    "--model.reward.threshold", "0.25"], run=False)
+    cli = cli_main(
+        [
+            "--config",
+            str(Path(CONFIGS[0]).parent / "tiny_mt.yaml"),
+            "--model.ppo.clip_range",
+            "0.1",
+            "--trainer.max_steps",
+            "7",
+            "--model.reward.threshold",
+            "0.25",
+        ],
+        run=False,
+    )
     assert cli.model.ppo_config.clip_range == 0.1
     assert cli.model.reward_config.threshold == 0.25
     assert cli.trainer.max_steps == 7
@@ -48,11 +59,28 @@ def test_help_documents_dataclass_fields(capsys):
 
 
 def _common(tmp_path):
-    return ["--config", str(Path(CONFIGS[0]).parent / "tiny_mt.yaml"),
-            "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
-            "--data.init_args.batch_size", "8", "--data.init_args.num_val", "8", "--data.init_args.num_test", "12",
-            "--model.generation.max_new_tokens", "16", "--model.selection.num_prompts", "8",
-            "--model.selection.min_pairs", "1", "--trainer.val_check_interval", "2"]
+    return [
+        "--config",
+        str(Path(CONFIGS[0]).parent / "tiny_mt.yaml"),
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path),
+        "--data.init_args.batch_size",
+        "8",
+        "--data.init_args.num_val",
+        "8",
+        "--data.init_args.num_test",
+        "12",
+        "--model.generation.max_new_tokens",
+        "16",
+        "--model.selection.num_prompts",
+        "8",
+        "--model.selection.min_pairs",
+        "1",
+        "--trainer.val_check_interval",
+        "2",
+    ]
 
 
 def _metrics(tmp_path):
@@ -67,8 +95,9 @@ def test_fit_resume_test_export(tmp_path):
     assert cli.trainer.global_step == 2  # max_steps counts rollouts, not optimizer steps
     ckpt = sorted(glob.glob(str(tmp_path / "logs" / "*" / "checkpoints" / "*.ckpt")))[-1]
     state = torch.load(ckpt, weights_only=False)
-    assert "kl_controller" in state and all("lora_" in k or "value_head" in k or "normalizers" in k
-                                              for k in state["state_dict"]), "checkpoint keeps trainable weights only"
+    assert "kl_controller" in state and all(
+        "lora_" in k or "value_head" in k or "normalizers" in k for k in state["state_dict"]
+    ), "checkpoint keeps trainable weights only"
     beta = state["kl_controller"]["value"]
     assert beta != 0.05  # the adaptive controller moved and its state was saved
     selection = [v for k, v in state["callbacks"].items() if "AspectSelection" in k][0]
@@ -82,8 +111,9 @@ def test_fit_resume_test_export(tmp_path):
     restored = next(c for c in resumed.trainer.callbacks if isinstance(c, AspectSelection))
     assert restored.history == selection["history"] and restored.rollouts_seen == 3  # no second selection pass
 
-    tested = cli_main(["test", *_common(tmp_path), "--ckpt_path", ckpt, "--model.generations_dir",
-                       str(tmp_path / "gen")])  # the command line wins over anything in the checkpoint
+    tested = cli_main(
+        ["test", *_common(tmp_path), "--ckpt_path", ckpt, "--model.generations_dir", str(tmp_path / "gen")]
+    )  # the command line wins over anything in the checkpoint
     path = tested.model.eval_collector.last_path
     assert Path(path).parent == tmp_path / "gen"
     lines = [json.loads(line) for line in open(path)]
@@ -101,8 +131,20 @@ def test_fit_resume_test_export(tmp_path):
 
 def test_user_rollout_callback_on_the_trainer_sees_the_composed_rewards(tmp_path):
     probe = '[{"class_path": "tests.helpers.RewardProbe"}]'
-    cli = cli_main(["fit", *_common(tmp_path), "--trainer.max_steps", "2", "--trainer.val_check_interval", "null",
-                    "--trainer.limit_val_batches", "0", "--trainer.callbacks", probe])
+    cli = cli_main(
+        [
+            "fit",
+            *_common(tmp_path),
+            "--trainer.max_steps",
+            "2",
+            "--trainer.val_check_interval",
+            "null",
+            "--trainer.limit_val_batches",
+            "0",
+            "--trainer.callbacks",
+            probe,
+        ]
+    )
     # Lightning puts the module's own callbacks (selection, composition) after the trainer's; the probe still runs last
     names = [type(c).__name__ for c in cli.trainer.callbacks]
     assert names.index("RewardProbe") < names.index("AspectSelection") < names.index("RewardComposition")
@@ -114,7 +156,8 @@ def test_user_rollout_callback_on_the_trainer_sees_the_composed_rewards(tmp_path
         assert "reward/total_mean" in rollout.stats and "selection/num_active" in rollout.stats
         # the composed reward: total_mean is the mean over responses of each response's reward sum
         assert float(rollout.token_rewards.sum()) / rollout.batch_size == pytest.approx(
-            rollout.stats["reward/total_mean"], rel=1e-5)
+            rollout.stats["reward/total_mean"], rel=1e-5
+        )
     logged = [r for r in _metrics(tmp_path) if r.get("train/probe/token_reward_sum")]
     assert len(logged) == 2  # what a user callback adds reaches the logs
 

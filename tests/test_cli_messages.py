@@ -25,11 +25,23 @@ def _command_line_of_its_own(monkeypatch):
 
 
 def test_null_reaches_optional_fields_at_every_depth():
-    cli = cli_main([*TINY, "--model.ppo.target_kl", "null",  # a dataclass field below the class_path-chosen module
-                    "--model.policy.lora_target_modules=null",  # a list, with '='
-                    "--model.holistic.init_args.normalizer", "null",  # a class inside the module's class
-                    "--data.eval_batch_size", "8", "--data.init_args.eval_batch_size", "null",  # the later wins
-                    "--model.max_prompt_length", "None"], run=False)
+    cli = cli_main(
+        [
+            *TINY,
+            "--model.ppo.target_kl",
+            "null",  # a dataclass field below the class_path-chosen module
+            "--model.policy.lora_target_modules=null",  # a list, with '='
+            "--model.holistic.init_args.normalizer",
+            "null",  # a class inside the module's class
+            "--data.eval_batch_size",
+            "8",
+            "--data.init_args.eval_batch_size",
+            "null",  # the later wins
+            "--model.max_prompt_length",
+            "None",
+        ],
+        run=False,
+    )
     module, config = cli.model, yaml.safe_load((CONFIGS / "tiny_mt.yaml").read_text())
     ppo, policy = config["model"]["init_args"]["ppo"], config["model"]["init_args"]["policy"]
     batch_size = config["data"]["init_args"]["batch_size"]
@@ -52,19 +64,26 @@ def _parse_error(args, capsys) -> list[str]:
     return err
 
 
-@pytest.mark.parametrize("override, expected", [
-    (["--model.ppo.clip_ragne", "0.3"], "model.ppo.clip_ragne: no such option of alarm_pl.module.ALaRMModule; did "
-                                        "you mean model.ppo.clip_range?"),
-    # jsonargparse 4 would expand this prefix to clip_range silently; we refuse abbreviations
-    (["--model.ppo.clip_rang", "0.3"], "did you mean model.ppo.clip_range?"),
-    (["--trainer.max_step", "5"], "trainer.max_step: no such option; did you mean trainer.max_steps?"),
-    (["--data.batch_sz", "8"], "data.batch_sz: no such option of alarm_pl.data.prompts.TinyMTDataModule; did you "
-                               "mean data.batch_size?"),
-    (["--model.holistic.init_args.metrc", "bleu"], "did you mean model.holistic.metric?"),
-    (["--model.reward.strategy", "hierarchcal"], "model.reward.strategy: Expected a typing.Literal["),
-    (["--model.reward.strategy", "hierarchcal"], "(did you mean hierarchical?)"),
-    (["--model.ppo.clip_range", "abc"], "model.ppo.clip_range: Expected a <class 'float'>. Got value: abc"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        (
+            ["--model.ppo.clip_ragne", "0.3"],
+            "model.ppo.clip_ragne: no such option of alarm_pl.module.ALaRMModule; did you mean model.ppo.clip_range?",
+        ),
+        # jsonargparse 4 would expand this prefix to clip_range silently; we refuse abbreviations
+        (["--model.ppo.clip_rang", "0.3"], "did you mean model.ppo.clip_range?"),
+        (["--trainer.max_step", "5"], "trainer.max_step: no such option; did you mean trainer.max_steps?"),
+        (
+            ["--data.batch_sz", "8"],
+            "data.batch_sz: no such option of alarm_pl.data.prompts.TinyMTDataModule; did you mean data.batch_size?",
+        ),
+        (["--model.holistic.init_args.metrc", "bleu"], "did you mean model.holistic.metric?"),
+        (["--model.reward.strategy", "hierarchcal"], "model.reward.strategy: Expected a typing.Literal["),
+        (["--model.reward.strategy", "hierarchcal"], "(did you mean hierarchical?)"),
+        (["--model.ppo.clip_range", "abc"], "model.ppo.clip_range: Expected a <class 'float'>. Got value: abc"),
+    ],
+)
 def test_a_bad_option_is_named_on_the_last_line_with_the_closest_real_one(override, expected, capsys):
     err = _parse_error(["fit", *TINY, *override], capsys)
     assert expected in err[-1]
@@ -73,7 +92,8 @@ def test_a_bad_option_is_named_on_the_last_line_with_the_closest_real_one(overri
 def test_a_misspelled_key_in_a_config_file_is_named_too(tmp_path, capsys):
     config = yaml.safe_load((CONFIGS / "tiny_mt.yaml").read_text())
     config["model"]["init_args"]["reward"]["holistic_wieght"] = config["model"]["init_args"]["reward"].pop(
-        "holistic_weight")
+        "holistic_weight"
+    )
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump(config))
     err = _parse_error(["fit", "--config", str(path)], capsys)
@@ -118,22 +138,35 @@ def test_a_failed_command_ends_with_its_message_and_what_to_do(capsys, monkeypat
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err) and len(err) == 3
-    assert err[0] == ("alarm_pl: the command failed with MisconfigurationException (set ALARM_PL_DEBUG=1 for the "
-                      "traceback)")
+    assert err[0] == (
+        "alarm_pl: the command failed with MisconfigurationException (set ALARM_PL_DEBUG=1 for the traceback)"
+    )
     assert err[1] == "error: No supported gpu backend found!"
     assert err[2].startswith("what to do: this configuration asks for a GPU") and "configs/smoke/mt_cpu.yaml" in err[2]
 
 
 def test_a_hub_failure_is_one_message_and_the_traceback_only_on_request(capsys, monkeypatch):
-    args = ["fit", "--config", str(CONFIGS / "mt.yaml"), "--trainer.accelerator", "cpu", "--trainer.precision",
-            "32-true", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false"]
+    args = [
+        "fit",
+        "--config",
+        str(CONFIGS / "mt.yaml"),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.precision",
+        "32-true",
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_checkpointing",
+        "false",
+    ]
     monkeypatch.setattr("sys.argv", ["alarm_pl", *args])
     with pytest.raises(SystemExit):
         main()
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err)
-    assert err[-2].startswith("error: model.policy.model_name_or_path: hub model 'halfrot/sft-mt5-base' is not in "
-                              "the local cache")  # the project's own message, naming the config key
+    assert err[-2].startswith(
+        "error: model.policy.model_name_or_path: hub model 'halfrot/sft-mt5-base' is not in the local cache"
+    )  # the project's own message, naming the config key
     assert err[-1].startswith("what to do: without the hub, the CPU smoke overlays (configs/smoke/*_cpu.yaml)")
     monkeypatch.setenv(console.DEBUG_ENV, "1")
     from alarm_pl.models.loading import HubUnavailableError
@@ -162,4 +195,5 @@ def test_known_library_noise_is_filtered_narrowly():
         warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
         warnings.warn("Model has `tie_word_embeddings=True` and a tied layer is part of the adapter", UserWarning)
     assert [str(w.message) for w in caught] == [
-        "Model has `tie_word_embeddings=True` and a tied layer is part of the adapter"]  # not noise: kept
+        "Model has `tie_word_embeddings=True` and a tied layer is part of the adapter"
+    ]  # not noise: kept

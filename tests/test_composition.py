@@ -30,31 +30,52 @@ def make_rollout(active: tuple[str, ...] = ("grammar", "spelling")) -> Rollout:
     grammar = torch.where(mask, torch.full(mask.shape, 0.25), garbage)
     spelling = torch.where(last, torch.full(mask.shape, 0.5), torch.where(mask, 0.0, garbage))
     ids = mask.long() * 5
-    inputs = ScoringInput(prompts=["p"] * batch, responses=["r" * n for n in LENGTHS], references=[None] * batch,
-                          metadata=[{}] * batch, response_ids=ids, response_mask=mask,
-                          token_spans=[[(i, i + 1) for i in range(n)] for n in LENGTHS])
+    inputs = ScoringInput(
+        prompts=["p"] * batch,
+        responses=["r" * n for n in LENGTHS],
+        references=[None] * batch,
+        metadata=[{}] * batch,
+        response_ids=ids,
+        response_mask=mask,
+        token_spans=[[(i, i + 1) for i in range(n)] for n in LENGTHS],
+    )
     zeros = torch.zeros(mask.shape)
     holistic = torch.tensor(HOLISTIC)
-    return Rollout(query_ids=ids, query_mask=mask, response_ids=ids, response_mask=mask, inputs=inputs,
-                   old_logprobs=zeros, ref_logprobs=zeros, values=zeros,
-                   scores={"holistic": Score.sequence(holistic, mask)}, holistic_name="holistic", holistic=holistic,
-                   aspect_rewards={"grammar": grammar, "spelling": spelling, "length": torch.full(mask.shape, 100.0)},
-                   degenerate=torch.tensor(DEGENERATE), active_aspects=active, stats={"time/score": 2.0})
+    return Rollout(
+        query_ids=ids,
+        query_mask=mask,
+        response_ids=ids,
+        response_mask=mask,
+        inputs=inputs,
+        old_logprobs=zeros,
+        ref_logprobs=zeros,
+        values=zeros,
+        scores={"holistic": Score.sequence(holistic, mask)},
+        holistic_name="holistic",
+        holistic=holistic,
+        aspect_rewards={"grammar": grammar, "spelling": spelling, "length": torch.full(mask.shape, 100.0)},
+        degenerate=torch.tensor(DEGENERATE),
+        active_aspects=active,
+        stats={"time/score": 2.0},
+    )
 
 
 def gate(strategy: str, rollout: Rollout) -> Rollout:
-    return RewardComposition(RewardConfig(strategy=strategy, threshold=0.5, holistic_weight=2.0)) \
-        .on_rollout_scored(None, None, rollout)
+    return RewardComposition(RewardConfig(strategy=strategy, threshold=0.5, holistic_weight=2.0)).on_rollout_scored(
+        None, None, rollout
+    )
 
 
 def test_hierarchical_at_below_and_above_threshold() -> None:
     out = gate("hierarchical", make_rollout())
-    expected = torch.tensor([
-        [0.25, 0.25, 0.25, 1.75],  # H = τ passes: grammar everywhere, last += spelling 0.5 + w_h·H = 1.0
-        [0.0, 0.5, 0.0, 0.0],  # H < τ: only w_h·H = 0.5 on its last token (index 1); padding exactly 0
-        [0.25, 0.25, 2.75, 0.0],  # above: last = 0.25 + 0.5 + 2·1.0
-        [2.0, 0.0, 0.0, 0.0],  # degenerate: w_h·H only, no aspect reward although H ≥ τ
-    ])
+    expected = torch.tensor(
+        [
+            [0.25, 0.25, 0.25, 1.75],  # H = τ passes: grammar everywhere, last += spelling 0.5 + w_h·H = 1.0
+            [0.0, 0.5, 0.0, 0.0],  # H < τ: only w_h·H = 0.5 on its last token (index 1); padding exactly 0
+            [0.25, 0.25, 2.75, 0.0],  # above: last = 0.25 + 0.5 + 2·1.0
+            [2.0, 0.0, 0.0, 0.0],  # degenerate: w_h·H only, no aspect reward although H ≥ τ
+        ]
+    )
     assert torch.equal(out.token_rewards, expected)
     stats = out.stats
     assert stats["reward/gate_pass_rate"] == pytest.approx(2 / 3)  # rows 0, 2 of the 3 non-degenerate

@@ -67,7 +67,8 @@ def test_hand_computed_example() -> None:
     # 4 pairs. ΔH = [+1, -1, 0, +2]; grammar Δ = [+1, +1, -1, 0]; length Δ = [-1, -1, +1, -1]; flat Δ = 0.
     metric = RewardConsistency(ASPECTS)
     metric.update(
-        torch.tensor([1.0, 0.0, 3.0, 2.0]), torch.tensor([0.0, 1.0, 3.0, 0.0]),
+        torch.tensor([1.0, 0.0, 3.0, 2.0]),
+        torch.tensor([0.0, 1.0, 3.0, 0.0]),
         torch.tensor([[1.0, 0.0, 5.0], [1.0, 0.0, 5.0], [0.0, 1.0, 5.0], [2.0, 0.0, 5.0]]),
         torch.tensor([[0.0, 1.0, 5.0], [0.0, 1.0, 5.0], [1.0, 0.0, 5.0], [2.0, 1.0, 5.0]]),
     )
@@ -101,11 +102,22 @@ maybe_nan = st.one_of(finite, st.just(math.nan))
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(finite, finite, st.lists(maybe_nan, min_size=3, max_size=3),
-                          st.lists(finite, min_size=3, max_size=3)), min_size=1, max_size=12))
+@given(
+    st.lists(
+        st.tuples(
+            finite, finite, st.lists(maybe_nan, min_size=3, max_size=3), st.lists(finite, min_size=3, max_size=3)
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
 def test_property_matches_brute_force_including_nan_metrics(pairs) -> None:
-    ha, hb, aa, ab = ([float(p[0]) for p in pairs], [float(p[1]) for p in pairs],
-                      [[float(v) for v in p[2]] for p in pairs], [[float(v) for v in p[3]] for p in pairs])
+    ha, hb, aa, ab = (
+        [float(p[0]) for p in pairs],
+        [float(p[1]) for p in pairs],
+        [[float(v) for v in p[2]] for p in pairs],
+        [[float(v) for v in p[3]] for p in pairs],
+    )
     metric = RewardConsistency(ASPECTS)
     metric.update(torch.tensor(ha), torch.tensor(hb), torch.tensor(aa), torch.tensor(ab))
     assert_reports_equal(metric.compute(), brute_force(ha, hb, aa, ab))
@@ -146,8 +158,10 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
         ha, hb, aa, ab = random_pairs(100 + rank, 20 + 7 * rank)  # different data and sizes per rank
         metric = RewardConsistency(ASPECTS)
         metric.update(torch.tensor(ha), torch.tensor(hb), torch.tensor(aa), torch.tensor(ab))
-        torch.save({"report": metric.compute(), "counts": metric.counts(),
-                    "local": metric.decisive_h.clone()}, f"{out_dir}/rank{rank}.pt")
+        torch.save(
+            {"report": metric.compute(), "counts": metric.counts(), "local": metric.decisive_h.clone()},
+            f"{out_dir}/rank{rank}.pt",
+        )
     finally:
         dist.destroy_process_group()
 
@@ -210,9 +224,17 @@ def report_inconsistency(pairs, tmp_path) -> float:
 
     systems = {}
     for column, name in enumerate(["greedy", "sampled"]):
-        records = [GenerationRecord(prompt=f"p{i}", generation=name, holistic=p[column], length=1,
-                                    aspects={"grammar": p[2 + column]}, aspect_higher_is_better={"grammar": False})
-                   for i, p in enumerate(pairs)]
+        records = [
+            GenerationRecord(
+                prompt=f"p{i}",
+                generation=name,
+                holistic=p[column],
+                length=1,
+                aspects={"grammar": p[2 + column]},
+                aspect_higher_is_better={"grammar": False},
+            )
+            for i, p in enumerate(pairs)
+        ]
         write_generations(tmp_path / f"{name}.jsonl", records)  # NaN is written as null and read back as NaN
         systems[name] = read_generations(tmp_path / f"{name}.jsonl")
     result = reward_results(align_by_prompt(systems))["consistency"]["grammar"]
@@ -230,7 +252,8 @@ def test_property_selection_and_report_agree_with_nan_and_ties(tmp_path_factory,
     pairs = [tuple(float(v) for v in p) for p in pairs]
     # without an H-decisive pair whose metric is known, selection refuses to decide (tested in test_selection_pass.py)
     assume(any(not math.isnan(p[0] - p[1]) and p[0] != p[1] and not math.isnan(p[2] - p[3]) for p in pairs))
-    expected = brute_force([p[0] for p in pairs], [p[1] for p in pairs], [[-p[2], 0, 0] for p in pairs],
-                           [[-p[3], 0, 0] for p in pairs])["grammar"]["inconsistency"]
+    expected = brute_force(
+        [p[0] for p in pairs], [p[1] for p in pairs], [[-p[2], 0, 0] for p in pairs], [[-p[3], 0, 0] for p in pairs]
+    )["grammar"]["inconsistency"]
     assert selection_inconsistency(pairs) == pytest.approx(expected)
     assert report_inconsistency(pairs, tmp_path_factory.mktemp("report")) == pytest.approx(expected)

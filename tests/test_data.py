@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from alarm_pl.data.prompts import DataFormatError, PromptDataModule, TinyMTDataModule, read_jsonl
 from alarm_pl.data.europarl import datasets_splits, split_indices, text_file_splits
+from alarm_pl.data.prompts import DataFormatError, PromptDataModule, TinyMTDataModule, read_jsonl
 from alarm_pl.data.tasks import EuroparlMTDataModule, QAFeedbackDataModule
-from alarm_pl.models.loading import HubUnavailableError
 from alarm_pl.data.tiny_mt import pool_of, sentence_pairs, unique_pairs
+from alarm_pl.models.loading import HubUnavailableError
 
 
 def _write(path, lines):
@@ -17,8 +17,10 @@ def _write(path, lines):
 
 
 def test_jsonl_records_and_batches(tmp_path):
-    path = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": "a", "reference": "x", "metadata": {"k": 1}}), "",
-                                         json.dumps({"prompt": "b"})])
+    path = _write(
+        tmp_path / "p.jsonl",
+        [json.dumps({"prompt": "a", "reference": "x", "metadata": {"k": 1}}), "", json.dumps({"prompt": "b"})],
+    )
     records = read_jsonl(path)
     assert [(r.prompt, r.reference, r.metadata) for r in records] == [("a", "x", {"k": 1}), ("b", None, {})]
     dm = PromptDataModule(train_file=str(path), val_file=str(path), batch_size=2)
@@ -26,13 +28,16 @@ def test_jsonl_records_and_batches(tmp_path):
     assert batch.prompts == ["a", "b"] and batch.references == ["x", None] and batch.indices == [0, 1]
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"prompt": "ok"', "p.jsonl:2: invalid JSON"),
-    ('{"reference": "r"}', "p.jsonl:2: missing or empty string field 'prompt'"),
-    ('{"prompt": "a", "reference": 3}', "p.jsonl:2: field 'reference' must be a string"),
-    ('{"prompt": "a", "metadata": [1]}', "p.jsonl:2: field 'metadata' must be an object"),
-    ('[1, 2]', "p.jsonl:2: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"prompt": "ok"', "p.jsonl:2: invalid JSON"),
+        ('{"reference": "r"}', "p.jsonl:2: missing or empty string field 'prompt'"),
+        ('{"prompt": "a", "reference": 3}', "p.jsonl:2: field 'reference' must be a string"),
+        ('{"prompt": "a", "metadata": [1]}', "p.jsonl:2: field 'metadata' must be an object"),
+        ("[1, 2]", "p.jsonl:2: expected a JSON object"),
+    ],
+)
 def test_malformed_records_name_file_and_line(tmp_path, line, message):
     path = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": "fine"}), line])
     with pytest.raises(DataFormatError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -171,15 +176,28 @@ def test_europarl_by_name_offline_fails_fast_saying_how_to_supply_a_copy(monkeyp
 def test_europarl_and_qa_feedback_modules(tmp_path):
     _write(tmp_path / "a.es", [f"Hola {i}." for i in range(50)])
     _write(tmp_path / "a.en", [f"Hello {i}." for i in range(50)])
-    dm = EuroparlMTDataModule(es_file=str(tmp_path / "a.es"), en_file=str(tmp_path / "a.en"), num_pairs=50,
-                              max_eval_prompts=3)
+    dm = EuroparlMTDataModule(
+        es_file=str(tmp_path / "a.es"), en_file=str(tmp_path / "a.en"), num_pairs=50, max_eval_prompts=3
+    )
     val = dm.load_split("val")
     assert len(val) == 3 and val[0].prompt.startswith("translate Spanish to English: Hola")
     assert len(dm.load_split("test")) == 15  # max_eval_prompts does not cut the test split (ceil(0.3 · 50))
-    assert len(EuroparlMTDataModule(es_file=str(tmp_path / "a.es"), en_file=str(tmp_path / "a.en"), num_pairs=50,
-                                    max_test_prompts=4).load_split("test")) == 4
-    qa = [{"text": "question: q? context: wikipage: W text: t", "question": "q?", "answer": ["A."],
-           "passages": [{"wikipage": "W", "content": "c"}]}]
+    assert (
+        len(
+            EuroparlMTDataModule(
+                es_file=str(tmp_path / "a.es"), en_file=str(tmp_path / "a.en"), num_pairs=50, max_test_prompts=4
+            ).load_split("test")
+        )
+        == 4
+    )
+    qa = [
+        {
+            "text": "question: q? context: wikipage: W text: t",
+            "question": "q?",
+            "answer": ["A."],
+            "passages": [{"wikipage": "W", "content": "c"}],
+        }
+    ]
     (tmp_path / "train.json").write_text(json.dumps(qa))
     records = QAFeedbackDataModule(train_file=str(tmp_path / "train.json")).load_split("train")
     assert records[0].prompt == qa[0]["text"] and records[0].reference == "A."

@@ -15,11 +15,16 @@ from alarm_pl.data.prompts import TinyMTDataModule
 
 
 def _run_two_ranks(tmp_path, unsynced: bool):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1",
-           "ALARM_PL_TEST_UNSYNCED": "1" if unsynced else "0"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        "OMP_NUM_THREADS": "1",
+        "ALARM_PL_TEST_UNSYNCED": "1" if unsynced else "0",
+    }
     worker = Path(__file__).with_name("ddp_worker.py")
-    result = subprocess.run([sys.executable, str(worker), str(tmp_path)], env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(worker), str(tmp_path)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 

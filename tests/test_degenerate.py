@@ -39,14 +39,21 @@ class EveryToken(Scorer):
 
 def scoring_input() -> ScoringInput:
     mask = torch.arange(3).unsqueeze(0) < torch.tensor(LENGTHS).unsqueeze(1)  # (3, 3)
-    return ScoringInput(prompts=["p0", "p1", "p2"], responses=["a b", "", "c"], references=[None, None, "ref"],
-                        metadata=[{}] * 3, response_ids=mask.long(), response_mask=mask,
-                        token_spans=[[(0, 1), (1, 3), (3, 3)], [(0, 0)], [(0, 1), (1, 1)]])
+    return ScoringInput(
+        prompts=["p0", "p1", "p2"],
+        responses=["a b", "", "c"],
+        references=[None, None, "ref"],
+        metadata=[{}] * 3,
+        response_ids=mask.long(),
+        response_mask=mask,
+        token_spans=[[(0, 1), (1, 3), (3, 3)], [(0, 0)], [(0, 1), (1, 1)]],
+    )
 
 
 def scored_batch(reward: RewardConfig = RewardConfig()):
-    pipeline = ScoringPipeline(RawHolistic(name="holistic", normalizer=FixedNormalizer(2.0, 2.0)),
-                               [EveryToken(name="grammar")], reward)
+    pipeline = ScoringPipeline(
+        RawHolistic(name="holistic", normalizer=FixedNormalizer(2.0, 2.0)), [EveryToken(name="grammar")], reward
+    )
     return pipeline, pipeline.score(scoring_input(), update_normalizers=False)
 
 
@@ -66,15 +73,18 @@ def test_degenerate_row_gets_w_h_times_penalty_on_its_last_token_under_every_str
     _, scored = scored_batch()
     mask = scoring_input().response_mask
     aspects = scored.aspect_rewards["grammar"]
-    reward = compose_rewards(scored.holistic, aspects, mask, strategy, threshold=0.5, holistic_weight=3.0,
-                             degenerate=scored.degenerate)
+    reward = compose_rewards(
+        scored.holistic, aspects, mask, strategy, threshold=0.5, holistic_weight=3.0, degenerate=scored.degenerate
+    )
     # row 1 (degenerate, one token): 3 · (−10) on that token, whatever the strategy, aspect_only included
     assert reward[1].tolist() == [-30.0, 0.0, 0.0]
     # the other rows follow the strategy: row 0 H = 1 ≥ τ, row 2 H = −0.5 < τ; aspects 0.5 per token
-    expected = {"holistic_only": [[0, 0, 3.0], [0, -1.5, 0]],
-                "aspect_only": [[0.5, 0.5, 0.5], [0.5, 0.5, 0]],
-                "weighted_sum": [[0.5, 0.5, 3.5], [0.5, -1.0, 0]],
-                "hierarchical": [[0.5, 0.5, 3.5], [0, -1.5, 0]]}[strategy]
+    expected = {
+        "holistic_only": [[0, 0, 3.0], [0, -1.5, 0]],
+        "aspect_only": [[0.5, 0.5, 0.5], [0.5, 0.5, 0]],
+        "weighted_sum": [[0.5, 0.5, 3.5], [0.5, -1.0, 0]],
+        "hierarchical": [[0.5, 0.5, 3.5], [0, -1.5, 0]],
+    }[strategy]
     assert reward[[0, 2]].tolist() == expected
     without = compose_rewards(scored.holistic, aspects, mask, strategy, 0.5, 3.0)  # no degenerate flag given
     assert torch.equal(without[[0, 2]], reward[[0, 2]])
@@ -86,8 +96,13 @@ def test_generation_file_reports_unpenalized_holistic_and_flags_degenerate(tmp_p
     pipeline, scored = scored_batch()
     inputs = scoring_input()
     collector = EvalCollector(str(tmp_path))
-    collector.add(PromptBatch(inputs.prompts, inputs.references, inputs.metadata, [0, 1, 2]), inputs, scored,
-                  pipeline.holistic_scorer.name, pipeline.aspect_names)
+    collector.add(
+        PromptBatch(inputs.prompts, inputs.references, inputs.metadata, [0, 1, 2]),
+        inputs,
+        scored,
+        pipeline.holistic_scorer.name,
+        pipeline.aspect_names,
+    )
     run = run_identity({}, None, dataclasses.asdict(GenerationConfig()), 5, stage="test")
     collector.finish(str(tmp_path / "test-step000005.jsonl"), run)
     records = read_generations(collector.last_path)

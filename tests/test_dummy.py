@@ -11,8 +11,13 @@ from helpers import LLAMA_SHRINK, LONGFORMER_SHRINK, T5_SHRINK
 from safetensors import safe_open
 
 from alarm_pl.assets import dummy
-from alarm_pl.assets.dummy import (build_dummy_checkpoint, load_architecture, parameter_count, shipped_architectures,
-                                   with_overrides)
+from alarm_pl.assets.dummy import (
+    build_dummy_checkpoint,
+    load_architecture,
+    parameter_count,
+    shipped_architectures,
+    with_overrides,
+)
 from alarm_pl.models.loading import resolve_model_reference
 from alarm_pl.models.reward_model import ULTRARM_KEY_MAPPING, ULTRARM_TEMPLATE, FrozenRewardModel
 from alarm_pl.rewards.holistic import RewardModelScorer
@@ -20,22 +25,34 @@ from alarm_pl.rewards.holistic import RewardModelScorer
 KEY = "model.holistic.init_args.model_name_or_path"
 
 
-@pytest.mark.parametrize("name,head,count", [
-    ("mt5-base", "lm", 582_401_280),  # mT5-base: "580M" (mT5 paper, Table 2 lists 580M for Base)
-    ("t5-large", "lm", 737_668_096),  # the t5-large checkpoint's 738M (tied embeddings)
-    ("ultrarm-13b", "sequence", 12_852_029_440),  # Llama-2-13B's 13.016 B minus its 32000×5120 LM head
-    ("fgrlhf-factuality", "token", 148_071_171),  # longformer-base-4096's 148.7 M + a 768×3 token head
-    ("fgrlhf-completeness", "sequence", 148_660_225),  # + RoBERTa's 768×768 dense and 768×1 regression head
-])
+@pytest.mark.parametrize(
+    "name,head,count",
+    [
+        ("mt5-base", "lm", 582_401_280),  # mT5-base: "580M" (mT5 paper, Table 2 lists 580M for Base)
+        ("t5-large", "lm", 737_668_096),  # the t5-large checkpoint's 738M (tied embeddings)
+        ("ultrarm-13b", "sequence", 12_852_029_440),  # Llama-2-13B's 13.016 B minus its 32000×5120 LM head
+        ("fgrlhf-factuality", "token", 148_071_171),  # longformer-base-4096's 148.7 M + a 768×3 token head
+        ("fgrlhf-completeness", "sequence", 148_660_225),  # + RoBERTa's 768×768 dense and 768×1 regression head
+    ],
+)
 def test_full_size_architectures_have_the_published_parameter_counts(name, head, count):
     assert parameter_count(load_architecture(name, KEY), head) == count  # counted on the meta device
 
 
 def test_references_and_overrides_are_checked():
-    assert {"mt5-base", "t5-large", "ultrarm-13b", "fgrlhf-factuality", "fgrlhf-relevance",
-            "fgrlhf-completeness"} <= set(shipped_architectures())
-    with pytest.raises(ValueError, match=r"model.holistic.init_args.model_name_or_path: unknown dummy architecture "
-                                         r"'dummy:ultra'.*ultrarm-13b"):
+    assert {
+        "mt5-base",
+        "t5-large",
+        "ultrarm-13b",
+        "fgrlhf-factuality",
+        "fgrlhf-relevance",
+        "fgrlhf-completeness",
+    } <= set(shipped_architectures())
+    with pytest.raises(
+        ValueError,
+        match=r"model.holistic.init_args.model_name_or_path: unknown dummy architecture "
+        r"'dummy:ultra'.*ultrarm-13b",
+    ):
         load_architecture("ultra", KEY)
     with pytest.raises(FileNotFoundError, match="nowhere/config.json does not exist"):
         load_architecture("/nowhere/config.json", KEY)
@@ -49,8 +66,11 @@ def test_references_and_overrides_are_checked():
 
 
 def test_large_architecture_is_never_built_on_a_cpu(monkeypatch):
-    with pytest.raises(RuntimeError, match=r"12.9 B parameters.*never materialised on a CPU \(no CUDA device\).*"
-                                           r"num_hidden_layers"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"12.9 B parameters.*never materialised on a CPU \(no CUDA device\).*"
+        r"num_hidden_layers",
+    ):
         resolve_model_reference("dummy:ultrarm-13b", KEY, "sequence")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # even with a GPU, a CPU placement is refused
     with pytest.raises(RuntimeError, match=r"\(device cpu\)"):
@@ -58,8 +78,17 @@ def test_large_architecture_is_never_built_on_a_cpu(monkeypatch):
 
 
 def test_config_path_reference_builds_the_family_tokenizer(tmp_path):
-    config = {"model_type": "t5", "vocab_size": 1500, "d_model": 32, "d_ff": 64, "d_kv": 8, "num_layers": 1,
-              "num_heads": 4, "feed_forward_proj": "relu", "dropout_rate": 0.1}
+    config = {
+        "model_type": "t5",
+        "vocab_size": 1500,
+        "d_model": 32,
+        "d_ff": 64,
+        "d_kv": 8,
+        "num_layers": 1,
+        "num_heads": 4,
+        "feed_forward_proj": "relu",
+        "dropout_rate": 0.1,
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     path = resolve_model_reference(f"dummy:{tmp_path}", KEY)
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5ForConditionalGeneration, T5Tokenizer
@@ -107,8 +136,9 @@ def test_mt5_policy_keeps_its_class_untied_head_dropout_and_eos():
     assert base.lm_head.weight.data_ptr() != base.shared.weight.data_ptr()  # mT5's output embedding is untied
     assert type(policy.tokenizer).__name__ == "T5Tokenizer" and policy.tokenizer.eos_token_id == 1
     assert len(policy.tokenizer) == 2048 == base.config.vocab_size  # tokenizer sized to the shrunk vocabulary
-    query, mask = policy.tokenize_prompts(["translate Spanish to English: El perro come pan.", "Hola."], 32,
-                                          torch.device("cpu"))
+    query, mask = policy.tokenize_prompts(
+        ["translate Spanish to English: El perro come pan.", "Hola."], 32, torch.device("cpu")
+    )
     assert query[0, mask[0].sum() - 1] == 1 and query[1, mask[1].sum() - 1] == 1  # each prompt ends with </s>
     torch.manual_seed(0)
     out = policy.generate(query, mask, GenerationConfig(max_new_tokens=8), do_sample=True)
@@ -124,9 +154,14 @@ def test_ultrarm_dummy_keeps_its_head_name_and_scores_at_the_last_real_token():
         assert "regression_head.weight" in f.keys() and "score.weight" not in f.keys()
     with pytest.raises(ValueError, match="score.weight"):  # exactly as with the real checkpoint
         FrozenRewardModel.from_pretrained("dummy:ultrarm-13b", dummy_overrides=LLAMA_SHRINK)
-    rm = FrozenRewardModel.from_pretrained("dummy:ultrarm-13b", dummy_overrides=LLAMA_SHRINK,
-                                           key_mapping=ULTRARM_KEY_MAPPING, quantization_bits=8,
-                                           allow_cpu_quantization=True, dtype="bfloat16")
+    rm = FrozenRewardModel.from_pretrained(
+        "dummy:ultrarm-13b",
+        dummy_overrides=LLAMA_SHRINK,
+        key_mapping=ULTRARM_KEY_MAPPING,
+        quantization_bits=8,
+        allow_cpu_quantization=True,
+        dtype="bfloat16",
+    )
     assert type(rm.model).__name__ == "LlamaForSequenceClassification"
     assert type(rm.model.model.layers[0].self_attn.q_proj).__name__ == "Linear8bitLt"
     assert rm.tokenizer.pad_token == "</s>"  # Llama has no pad token: eos pads, and the read position handles it
@@ -166,17 +201,30 @@ def test_text_level_retokenization_from_policy_to_reward_models():
     text, spans = decode_with_spans(policy_tok, ids)
     assert text == "He won the cup in 1999. She lost, then she left." and len(spans) == len(ids)
     mask = torch.ones(1, len(ids), dtype=torch.bool)
-    inputs = ScoringInput(["question: who won? context: wikipage: Cup text: He won."], [text], [None], [{}],
-                          torch.tensor([ids]), mask, [spans])
+    inputs = ScoringInput(
+        ["question: who won? context: wikipage: Cup text: He won."],
+        [text],
+        [None],
+        [{}],
+        torch.tensor([ids]),
+        mask,
+        [spans],
+    )
     # FineGrainedRLHF's factuality scheme [F-ERR, Ignore, O], checked against the dummy's id2label at setup
-    aspect = TokenClassificationAspect("dummy:fgrlhf-factuality", dummy_overrides=LONGFORMER_SHRINK, positive_label=2,
-                                       negative_label=0, ignore_labels=[1], marker="</s>")
+    aspect = TokenClassificationAspect(
+        "dummy:fgrlhf-factuality",
+        dummy_overrides=LONGFORMER_SHRINK,
+        positive_label=2,
+        negative_label=0,
+        ignore_labels=[1],
+        marker="</s>",
+    )
     aspect.setup(torch.device("cpu"))
     score = aspect.score(inputs)
     placed = score.placed[0].nonzero().flatten().tolist()
     # one value per sentence, each on the policy token that ends it (the pieces carrying "1999." and "left.")
     assert len(placed) == 2 and [text[slice(*spans[j])].endswith(".") for j in placed] == [True, True]
-    assert text[:spans[placed[0]][1]].endswith("1999.") and text[:spans[placed[1]][1]] == text
+    assert text[: spans[placed[0]][1]].endswith("1999.") and text[: spans[placed[1]][1]] == text
     assert set(score.values[0, placed].tolist()) <= {0.5, -0.5} and score.values[0].count_nonzero() == 2
 
     rm = RewardModelScorer("dummy:ultrarm-13b", dummy_overrides=LLAMA_SHRINK, key_mapping=ULTRARM_KEY_MAPPING)

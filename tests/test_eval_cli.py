@@ -18,8 +18,11 @@ from alarm_pl.eval.cli import main
 from alarm_pl.eval.records import GenerationRecord, write_generations
 
 SECRET = "sk-test-5ecret-DO-NOT-LEAK-0123456789"
-PROMPTS = ["translate Spanish to English: hola", "translate Spanish to English: gracias",
-           "translate Spanish to English: buenos dias"]
+PROMPTS = [
+    "translate Spanish to English: hola",
+    "translate Spanish to English: gracias",
+    "translate Spanish to English: buenos dias",
+]
 REFERENCES = ["hello", "thank you", "good morning"]
 # system -> per prompt (generation, holistic, grammar error rate); grammar is an error rate (lower is better)
 SYSTEMS = {
@@ -32,10 +35,19 @@ SYSTEMS = {
 def _write_runs(directory):
     paths = []
     for name, rows in SYSTEMS.items():
-        records = [GenerationRecord(prompt=p, generation=g, reference=r, holistic=h, aspects={"grammar": e},
-                                    aspect_higher_is_better={"grammar": False}, length=len(g.split()),
-                                    run={"config_hash": name, "step": 50})
-                   for p, r, (g, h, e) in zip(PROMPTS, REFERENCES, rows)]
+        records = [
+            GenerationRecord(
+                prompt=p,
+                generation=g,
+                reference=r,
+                holistic=h,
+                aspects={"grammar": e},
+                aspect_higher_is_better={"grammar": False},
+                length=len(g.split()),
+                run={"config_hash": name, "step": 50},
+            )
+            for p, r, (g, h, e) in zip(PROMPTS, REFERENCES, rows)
+        ]
         paths.append(directory / f"{name}.jsonl")
         write_generations(paths[-1], records)
     return [str(p) for p in paths]
@@ -45,8 +57,13 @@ def test_compare_reward_tables_consistency_mt_and_plots(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     out = tmp_path / "out"
     assert main(["compare", *_write_runs(tmp_path), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["consistency.png", "report.md", "results.json",
-                                                     "winrate_grammar.png", "winrate_holistic.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "consistency.png",
+        "report.md",
+        "results.json",
+        "winrate_grammar.png",
+        "winrate_holistic.png",
+    ]
     assert all(path.read_bytes().startswith(b"\x89PNG") for path in out.glob("*.png"))
     results = json.loads((out / "results.json").read_text())
     assert results["judge"] is None and results["systems"] == list(SYSTEMS) and results["prompts"] == 3
@@ -64,11 +81,18 @@ def test_compare_reward_tables_consistency_mt_and_plots(tmp_path, caplog):
     # ppo_holistic-ppo_alarm: (-, 0), (+, -) inconsistent, (-, -)      -> 3 decisive, 1 inconsistent
     # ppo_holistic-sft:       (+, +), (0: skipped), (+, -) inconsistent -> 2 decisive, 1 inconsistent
     # ppo_alarm-sft:          (+, +), (-, +) inconsistent, (+, -) inconsistent -> 3 decisive, 2 inconsistent
-    assert results["consistency"]["grammar"] == {"higher_is_better": False, "inconsistent": 4, "decisive": 8,
-                                                 "inconsistency": 0.5}
+    assert results["consistency"]["grammar"] == {
+        "higher_is_better": False,
+        "inconsistent": 4,
+        "decisive": 8,
+        "inconsistency": 0.5,
+    }
     alarm_outputs = [g for g, _, _ in SYSTEMS["ppo_alarm"]]  # corpus scores against the files' references
-    assert results["mt"]["ppo_alarm"] == {"bleu": sacrebleu.corpus_bleu(alarm_outputs, [REFERENCES]).score,
-                                          "chrf": sacrebleu.corpus_chrf(alarm_outputs, [REFERENCES]).score, "n": 3}
+    assert results["mt"]["ppo_alarm"] == {
+        "bleu": sacrebleu.corpus_bleu(alarm_outputs, [REFERENCES]).score,
+        "chrf": sacrebleu.corpus_chrf(alarm_outputs, [REFERENCES]).score,
+        "n": 3,
+    }
     assert results["mt"]["ppo_alarm"]["chrf"] > results["mt"]["sft"]["chrf"] > 0
     report = (out / "report.md").read_text()
     # holistic: ppo_holistic vs ppo_alarm 1/3, vs sft 2/2 -> Avg. 66.67; ppo_alarm 2/3 and 2/3 -> 66.67 (both best)
@@ -77,11 +101,13 @@ def test_compare_reward_tables_consistency_mt_and_plots(tmp_path, caplog):
     assert "| ppo_holistic | – | 33.33 | 100.00 | **66.67** |" in report
     assert "| ppo_alarm | 66.67 | – | 66.67 | **66.67** |" in report
     assert "## Win rate by grammar (lower is better) (%)" in report
-    assert "| grammar | lower is better | 4 | 8 | 50.00 |" in report and "| system | holistic | grammar | length " \
-        "| BLEU | chrF |" in report
+    assert (
+        "| grammar | lower is better | 4 | 8 | 50.00 |" in report
+        and "| system | holistic | grammar | length | BLEU | chrF |" in report
+    )
     assert "no --judge.model given" in caplog.text
     # the report links every plot it sits beside, and says why the judge's table is missing
-    linked = {line[line.index("(") + 1:-1] for line in report.splitlines() if line.startswith("![")}
+    linked = {line[line.index("(") + 1 : -1] for line in report.splitlines() if line.startswith("![")}
     assert linked == {p.name for p in out.glob("*.png")}
     assert "## Win rate by LLM judge\n\nSkipped: no `--judge.model` was given." in report
     assert f"| `ppo_alarm` | `{tmp_path / 'ppo_alarm.jsonl'}` |" in report
@@ -96,7 +122,9 @@ def test_systems_are_named_by_their_run_or_explicitly(tmp_path):
         runs.append(tmp_path / run / "generations" / "test-step000100.jsonl")
         runs[-1].write_text("")
     assert [n for n, _ in name_systems([str(r) for r in runs])] == [
-        "test-version_0-step000100/test-step000100", "test-version_1-step000100/test-step000100"]
+        "test-version_0-step000100/test-step000100",
+        "test-version_1-step000100/test-step000100",
+    ]
     single = tmp_path / "sft.jsonl"
     single.write_text("")
     named = name_systems([f"alarm={runs[0]}", str(single), str(runs[1])])
@@ -112,10 +140,15 @@ def test_systems_are_named_by_their_run_or_explicitly(tmp_path):
 def test_consistency_chart_has_a_legend():
     from alarm_pl.eval.plots import consistency_figure
 
-    figure = consistency_figure({"grammar": {"inconsistency": 0.2}, "spelling": {"inconsistency": 0.4},
-                                 "length": {"inconsistency": 0.1}})
+    figure = consistency_figure(
+        {"grammar": {"inconsistency": 0.2}, "spelling": {"inconsistency": 0.4}, "length": {"inconsistency": 0.1}}
+    )
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
-    assert legend == ["most consistent aspect (would be selected)", "other aspects", "length (reference, never selected)"]
+    assert legend == [
+        "most consistent aspect (would be selected)",
+        "other aspects",
+        "length (reference, never selected)",
+    ]
     from matplotlib.colors import to_rgba
 
     bars = figure.axes[0].patches  # lowest first: length (10 %, hatched, never selected), grammar, spelling
@@ -128,9 +161,24 @@ def test_compare_with_judge_keeps_the_key_out_of_every_file(tmp_path, monkeypatc
     caplog.set_level(logging.DEBUG)
     out = tmp_path / "out"
     with OpenAIServer(rule="longer", reply="tool") as server:
-        code = main(["compare", *_write_runs(tmp_path), "--out", str(out), "--judge.model", "judge-test",
-                     "--judge.base_url", server.url, "--judge.api_key_env", "ALARM_TEST_JUDGE_KEY",
-                     "--judge.concurrency", "2", "--judge.cost_per_1k_input", "1.0"])
+        code = main(
+            [
+                "compare",
+                *_write_runs(tmp_path),
+                "--out",
+                str(out),
+                "--judge.model",
+                "judge-test",
+                "--judge.base_url",
+                server.url,
+                "--judge.api_key_env",
+                "ALARM_TEST_JUDGE_KEY",
+                "--judge.concurrency",
+                "2",
+                "--judge.cost_per_1k_input",
+                "1.0",
+            ]
+        )
     assert code == 0
     assert {s.authorization for s in server.seen} == {f"Bearer {SECRET}"}  # the key was used ...
     assert {"judge_cache.jsonl", "winrate_judge.png"} <= {p.name for p in out.iterdir()}
@@ -162,8 +210,9 @@ def test_bad_input_file_is_named_with_its_line(tmp_path, caplog):
 def test_judge_rejected_key_is_reported_and_reward_tables_still_written(tmp_path):
     out = tmp_path / "out"
     with OpenAIServer(always={"status": 401}) as server:
-        code = main(["compare", *_write_runs(tmp_path), "--out", str(out), "--judge.model", "m",
-                     "--judge.base_url", server.url])
+        code = main(
+            ["compare", *_write_runs(tmp_path), "--out", str(out), "--judge.model", "m", "--judge.base_url", server.url]
+        )
     assert code == 1
     results = json.loads((out / "results.json").read_text())
     assert "answered 401" in results["judge"]["error"] and "holistic" in results["win_rates"]
@@ -177,8 +226,9 @@ def test_killed_run_resumes_without_losing_or_repeating_a_judgment(tmp_path):
     args = ["compare", *runs, "--out", str(out), "--judge.model", "judge-test", "--judge.concurrency", "1"]
     with OpenAIServer(rule="longer", hang_after=5) as server:
         command = [sys.executable, "-m", "alarm_pl.eval", *args, "--judge.base_url", server.url]
-        process = subprocess.Popen(command, env={**os.environ, "OPENAI_API_KEY": SECRET},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, env={**os.environ, "OPENAI_API_KEY": SECRET}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 30
         while len(server.seen) < 6 and time.monotonic() < deadline:  # 5 answered, the 6th hangs
             time.sleep(0.05)
@@ -197,8 +247,23 @@ def test_killed_run_resumes_without_losing_or_repeating_a_judgment(tmp_path):
 def test_judge_options_are_typed_and_validated(tmp_path, caplog):
     from alarm_pl.eval.cli import build_parser, judge_config
 
-    args = build_parser().parse_args(["compare", "a.jsonl", "b.jsonl", "--out", "o", "--judge.max_tokens", "null",
-                                      "--judge.rpm", "90", "--judge.subset", "3000", "--judge.tool", "off"])
+    args = build_parser().parse_args(
+        [
+            "compare",
+            "a.jsonl",
+            "b.jsonl",
+            "--out",
+            "o",
+            "--judge.max_tokens",
+            "null",
+            "--judge.rpm",
+            "90",
+            "--judge.subset",
+            "3000",
+            "--judge.tool",
+            "off",
+        ]
+    )
     config = judge_config(args)
     assert (config.max_tokens, config.rpm, config.subset, config.tool) == (None, 90.0, 3000, "off")
     with pytest.raises(SystemExit):

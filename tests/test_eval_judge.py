@@ -19,13 +19,27 @@ from alarm_pl.eval.winrate import PairCounts, align_by_prompt
 
 def _alignment(outputs):
     """``{system: [generation per prompt]}`` -> an alignment on prompts p0, p1, ..."""
-    return align_by_prompt({name: [GenerationRecord(prompt=f"p{i}", generation=text, holistic=0.0, length=1)
-                                   for i, text in enumerate(texts)] for name, texts in outputs.items()})
+    return align_by_prompt(
+        {
+            name: [
+                GenerationRecord(prompt=f"p{i}", generation=text, holistic=0.0, length=1)
+                for i, text in enumerate(texts)
+            ]
+            for name, texts in outputs.items()
+        }
+    )
 
 
 def _config(server, **overrides):
-    settings = dict(model="judge-test", base_url=server.url, concurrency=2, max_retries=2, timeout=5.0,
-                    backoff_base=0.01, backoff_max=0.05)
+    settings = dict(
+        model="judge-test",
+        base_url=server.url,
+        concurrency=2,
+        max_retries=2,
+        timeout=5.0,
+        backoff_base=0.01,
+        backoff_max=0.05,
+    )
     return JudgeConfig(**{**settings, **overrides})
 
 
@@ -75,8 +89,11 @@ def test_unparseable_reply_is_recorded_not_guessed_and_cached(tmp_path):
 def test_429_retry_after_is_honoured_then_success(tmp_path):
     failures = [{"status": 429, "headers": {"Retry-After": "1"}}]
     with OpenAIServer(failures=failures) as server:
-        result = run_judge(_alignment({"A": ["longer one"], "B": ["short"]}), _config(server, concurrency=1),
-                           str(tmp_path / "cache.jsonl"))
+        result = run_judge(
+            _alignment({"A": ["longer one"], "B": ["short"]}),
+            _config(server, concurrency=1),
+            str(tmp_path / "cache.jsonl"),
+        )
     assert len(server.seen) == 3  # 429, its retry, the other order
     # the backoff alone would wait <= 0.05 s; Retry-After asked for 1 s
     assert server.seen[1].time - server.seen[0].time >= 0.95
@@ -85,8 +102,11 @@ def test_429_retry_after_is_honoured_then_success(tmp_path):
 
 def test_500_is_retried_with_backoff(tmp_path):
     with OpenAIServer(failures=[{"status": 500}, {"status": 503}]) as server:
-        result = run_judge(_alignment({"A": ["longer one"], "B": ["short"]}), _config(server, concurrency=1),
-                           str(tmp_path / "cache.jsonl"))
+        result = run_judge(
+            _alignment({"A": ["longer one"], "B": ["short"]}),
+            _config(server, concurrency=1),
+            str(tmp_path / "cache.jsonl"),
+        )
     assert len(server.seen) == 4 and result.usage.requests == 4 and result.usage.errors == 0
     assert result.counts[("A", "B")] == PairCounts(1, 0, 0)
 
@@ -94,8 +114,9 @@ def test_500_is_retried_with_backoff(tmp_path):
 def test_timeouts_are_retried_then_recorded_as_errors_and_not_cached(tmp_path):
     cache = tmp_path / "cache.jsonl"
     with OpenAIServer(always={"sleep": 1.0}) as server:
-        result = run_judge(_alignment({"A": ["longer one"], "B": ["short"]}),
-                           _config(server, timeout=0.2, max_retries=1), str(cache))
+        result = run_judge(
+            _alignment({"A": ["longer one"], "B": ["short"]}), _config(server, timeout=0.2, max_retries=1), str(cache)
+        )
     assert len(server.seen) == 4  # 2 orders x (1 try + 1 retry)
     assert result.usage.errors == 2 and result.usage.requests == 4
     assert result.tie_reasons[("A", "B")]["error"] == 1 and result.counts[("A", "B")] == PairCounts(0, 0, 1)
@@ -181,8 +202,10 @@ def test_subset_usage_and_cost(tmp_path):
     assert {s.output_a for s in server.seen} == {outputs[n][i] for n in "AB" for i in chosen}
     assert result.counts[("A", "B")] == PairCounts(2, 0, 0)
     # 4 replies x 100 input tokens = 400 -> 0.4 x $1.5 = $0.60; 4 x 5 output tokens = 20 -> 0.02 x $2 = $0.04
-    assert (result.usage.new_prompt_tokens, result.usage.new_completion_tokens) == (4 * PROMPT_TOKENS,
-                                                                                    4 * COMPLETION_TOKENS)
+    assert (result.usage.new_prompt_tokens, result.usage.new_completion_tokens) == (
+        4 * PROMPT_TOKENS,
+        4 * COMPLETION_TOKENS,
+    )
     assert result.usage.cost(config) == pytest.approx(0.64)
 
 
@@ -194,25 +217,40 @@ def test_select_prompts_is_seeded_and_independent_of_file_order():
     assert select_prompts(prompts, 4, seed=8) != chosen and select_prompts(prompts, 20, seed=7) == prompts
 
 
-@pytest.mark.parametrize("text, label", [
-    ("Output (a)", "a"), ("output (B).", "b"), ("(a)", "a"), ("b", "b"), ("  Output(b)\n", "b"),
-    ("The better one is Output (a).", "a"), ("Output (a) is better than Output (b)", None),
-    ("Both are fine.", None), ("", None), (None, None), ("abc", None),
-])
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("Output (a)", "a"),
+        ("output (B).", "b"),
+        ("(a)", "a"),
+        ("b", "b"),
+        ("  Output(b)\n", "b"),
+        ("The better one is Output (a).", "a"),
+        ("Output (a) is better than Output (b)", None),
+        ("Both are fine.", None),
+        ("", None),
+        (None, None),
+        ("abc", None),
+    ],
+)
 def test_parse_label(text, label):
     assert parse_label(text) == label
 
 
 def test_parse_message_prefers_a_valid_tool_call_and_never_guesses():
     def message(content, *calls):
-        return SimpleNamespace(content=content, tool_calls=[
-            SimpleNamespace(function=SimpleNamespace(name=name, arguments=args)) for name, args in calls])
+        return SimpleNamespace(
+            content=content,
+            tool_calls=[SimpleNamespace(function=SimpleNamespace(name=name, arguments=args)) for name, args in calls],
+        )
 
     assert parse_message(message(None, ("choose_output", '{"output": "b"}')))[0] == "b"
     assert parse_message(message("Output (a)", ("choose_output", "{broken")))[0] == "a"  # falls back to text
     assert parse_message(message(None, ("choose_output", '{"output": "c"}')))[0] is None
-    assert parse_message(message(None, ("choose_output", '{"output": "a"}'),
-                                 ("choose_output", '{"output": "b"}')))[0] is None  # contradiction
+    assert (
+        parse_message(message(None, ("choose_output", '{"output": "a"}'), ("choose_output", '{"output": "b"}')))[0]
+        is None
+    )  # contradiction
     assert parse_message(message(None, ("other_tool", '{"output": "a"}')))[0] is None
 
 
@@ -230,8 +268,10 @@ def test_prompt_file_with_system_section(tmp_path):
     path.write_text("[system]\nBe strict.\n[user]\nQ: {instruction}\nA: {output_1}\nB: {output_2}\n")
     prompt = load_prompt(str(path))
     messages = prompt.messages("say {x}", "{output_2}", "two")  # braces inside values are not placeholders
-    assert messages == [{"role": "system", "content": "Be strict."},
-                        {"role": "user", "content": "Q: say {x}\nA: {output_2}\nB: two\n"}]
+    assert messages == [
+        {"role": "system", "content": "Be strict."},
+        {"role": "user", "content": "Q: say {x}\nA: {output_2}\nB: two\n"},
+    ]
     assert prompt.hash != load_prompt(None).hash
     path.write_text("Compare {output_1} and {output_2}.")
     with pytest.raises(ValueError, match=r"prompt.txt: .*\{instruction\}"):

@@ -5,18 +5,36 @@ import math
 
 import pytest
 
-from alarm_pl.eval.records import (GenerationRecord, atomic_writer, config_hash, read_generations,
-                                   run_identity, write_generations)
+from alarm_pl.eval.records import (
+    GenerationRecord,
+    atomic_writer,
+    config_hash,
+    read_generations,
+    run_identity,
+    write_generations,
+)
 
 
 def _records():
     return [
-        GenerationRecord(prompt="translate Spanish to English: hola", generation="hello", reference="hello",
-                         holistic=0.5, holistic_raw=-0.871, aspects={"grammar": 0.0, "readability": math.nan},
-                         aspect_higher_is_better={"grammar": False, "readability": True}, length=2,
-                         run={"config_hash": "abc", "step": 50, "decoding": {"do_sample": False}}),
-        GenerationRecord(prompt="question: why?", generation="Because {braces} and \"quotes\"\nnewline.",
-                         reference=None, holistic=-1.25, length=9),
+        GenerationRecord(
+            prompt="translate Spanish to English: hola",
+            generation="hello",
+            reference="hello",
+            holistic=0.5,
+            holistic_raw=-0.871,
+            aspects={"grammar": 0.0, "readability": math.nan},
+            aspect_higher_is_better={"grammar": False, "readability": True},
+            length=2,
+            run={"config_hash": "abc", "step": 50, "decoding": {"do_sample": False}},
+        ),
+        GenerationRecord(
+            prompt="question: why?",
+            generation='Because {braces} and "quotes"\nnewline.',
+            reference=None,
+            holistic=-1.25,
+            length=9,
+        ),
     ]
 
 
@@ -33,8 +51,10 @@ def test_round_trip_keeps_every_field_and_writes_strict_json(tmp_path):
     assert first["aspects"] == {"grammar": 0.0, "readability": None}  # NaN is written as null
     back = read_generations(path)
     assert math.isnan(back[0].aspects["readability"])  # and reads back as NaN
-    assert back[0].aspects["grammar"] == 0.0 and back[0].aspect_higher_is_better == {"grammar": False,
-                                                                                      "readability": True}
+    assert back[0].aspects["grammar"] == 0.0 and back[0].aspect_higher_is_better == {
+        "grammar": False,
+        "readability": True,
+    }
     assert back[0].run == {"config_hash": "abc", "step": 50, "decoding": {"do_sample": False}}
     assert back[0].holistic_raw == -0.871 and back[0].reference == "hello"
     assert back[1] == _records()[1]
@@ -47,17 +67,24 @@ def test_minimal_record_reads_with_defaults(tmp_path):
     assert record == GenerationRecord(prompt="p", generation="g", reference=None, holistic=1.0, length=3)
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"prompt": "p", "generation": "g", "holistic": 1, "length": 3', "malformed JSON"),
-    ('{"prompt": "p", "generation": "g", "length": 3}', "missing required field(s) ['holistic']"),
-    ('{"prompt": "p", "generation": "g", "holistic": "high", "length": 3}', "'holistic' must be a number"),
-    ('{"prompt": 7, "generation": "g", "holistic": 1, "length": 3}', "'prompt' must be str"),
-    ('{"prompt": "p", "generation": "g", "holistic": 1, "length": 3, "aspects": {"grammar": "x"}}',
-     "'aspects.grammar' must be a number"),
-    ('{"prompt": "p", "generation": "g", "holistic": 1, "length": 3, "aspect_higher_is_better": {"g": 1}}',
-     "'aspect_higher_is_better.g' must be true or false"),
-    ('["p", "g"]', "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"prompt": "p", "generation": "g", "holistic": 1, "length": 3', "malformed JSON"),
+        ('{"prompt": "p", "generation": "g", "length": 3}', "missing required field(s) ['holistic']"),
+        ('{"prompt": "p", "generation": "g", "holistic": "high", "length": 3}', "'holistic' must be a number"),
+        ('{"prompt": 7, "generation": "g", "holistic": 1, "length": 3}', "'prompt' must be str"),
+        (
+            '{"prompt": "p", "generation": "g", "holistic": 1, "length": 3, "aspects": {"grammar": "x"}}',
+            "'aspects.grammar' must be a number",
+        ),
+        (
+            '{"prompt": "p", "generation": "g", "holistic": 1, "length": 3, "aspect_higher_is_better": {"g": 1}}',
+            "'aspect_higher_is_better.g' must be true or false",
+        ),
+        ('["p", "g"]', "expected a JSON object"),
+    ],
+)
 def test_bad_line_is_reported_with_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
     good = '{"prompt": "q", "generation": "g", "holistic": 0, "length": 1}'
@@ -71,8 +98,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     path = tmp_path / "run.jsonl"
     write_generations(path, _records()[:1])
     before = path.read_bytes()
-    broken = GenerationRecord(prompt="p", generation="g", reference=None, holistic=0.0, length=1,
-                              run={"x": object()})
+    broken = GenerationRecord(prompt="p", generation="g", reference=None, holistic=0.0, length=1, run={"x": object()})
     with pytest.raises(TypeError):
         write_generations(path, [broken])
     with pytest.raises(RuntimeError):
@@ -85,8 +111,12 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 def test_run_identity_hashes_the_config():
     identity = run_identity({"lr": 1e-3}, "ckpt/last.ckpt", {"do_sample": False}, 50)
-    assert identity == {"config_hash": config_hash({"lr": 1e-3}), "checkpoint": "ckpt/last.ckpt",
-                        "decoding": {"do_sample": False}, "step": 50}
+    assert identity == {
+        "config_hash": config_hash({"lr": 1e-3}),
+        "checkpoint": "ckpt/last.ckpt",
+        "decoding": {"do_sample": False},
+        "step": 50,
+    }
 
 
 def test_config_hash_is_stable_short_and_strict():

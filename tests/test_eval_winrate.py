@@ -5,15 +5,23 @@ import math
 import pytest
 
 from alarm_pl.eval.records import GenerationRecord
-from alarm_pl.eval.winrate import (PairCounts, align_by_prompt, aspect_directions, average_win_rates,
-                                   compare_values, inconsistency, pairwise_counts)
+from alarm_pl.eval.winrate import (
+    PairCounts,
+    align_by_prompt,
+    aspect_directions,
+    average_win_rates,
+    compare_values,
+    inconsistency,
+    pairwise_counts,
+)
 
 NAN = math.nan
 
 
 def _rec(prompt, holistic=0.0, **aspects):
-    return GenerationRecord(prompt=prompt, generation=f"out {prompt}", reference=None, holistic=holistic,
-                            aspects=aspects, length=3)
+    return GenerationRecord(
+        prompt=prompt, generation=f"out {prompt}", reference=None, holistic=holistic, aspects=aspects, length=3
+    )
 
 
 def test_compare_values_counts_direction_and_excludes_ties():
@@ -84,15 +92,27 @@ def test_align_by_prompt_matches_reports_missing_and_rejects_duplicates():
 
 
 def test_missing_aspect_is_nan_and_directions_are_checked():
-    a = GenerationRecord(prompt="p", generation="x", holistic=0.0, length=1, aspects={"grammar": 0.1},
-                         aspect_higher_is_better={"grammar": False})
+    a = GenerationRecord(
+        prompt="p",
+        generation="x",
+        holistic=0.0,
+        length=1,
+        aspects={"grammar": 0.1},
+        aspect_higher_is_better={"grammar": False},
+    )
     b = GenerationRecord(prompt="p", generation="y", holistic=0.0, length=1, aspects={"fluency": 2.0})
     alignment = align_by_prompt({"A": [a], "B": [b]})
     grammar = alignment.values("grammar")
     assert grammar["A"] == [0.1] and math.isnan(grammar["B"][0])
     assert aspect_directions(alignment) == {"grammar": False, "fluency": True}  # undeclared: higher, warned
     assert aspect_directions(alignment, lower_is_better=["fluency"]) == {"grammar": False, "fluency": False}
-    c = GenerationRecord(prompt="p", generation="z", holistic=0.0, length=1, aspects={"grammar": 0.2},
-                         aspect_higher_is_better={"grammar": True})
+    c = GenerationRecord(
+        prompt="p",
+        generation="z",
+        holistic=0.0,
+        length=1,
+        aspects={"grammar": 0.2},
+        aspect_higher_is_better={"grammar": True},
+    )
     with pytest.raises(ValueError, match="aspect 'grammar': system 'C' declares higher-is-better, system 'A'"):
         aspect_directions(align_by_prompt({"A": [a], "C": [c]}))

@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from alarm_pl.config import RewardConfig
-from alarm_pl.faults import (MEMORY_KNOBS, OutOfMemoryFault, RolloutFault, ScorerFault, agree_across_processes,
-                             guard_memory)
+from alarm_pl.faults import (
+    MEMORY_KNOBS,
+    OutOfMemoryFault,
+    RolloutFault,
+    ScorerFault,
+    agree_across_processes,
+    guard_memory,
+)
 from alarm_pl.rewards.base import Score, Scorer, ScorerUnavailable, ScoringInput
 from alarm_pl.rewards.checks import NonFiniteFilter, run_scorer, without_rows
 from alarm_pl.rewards.normalize import RunningNormalizer
@@ -22,9 +28,15 @@ LENGTHS = [3, 1, 2, 3]  # mixed lengths, right padding
 
 def scoring_input() -> ScoringInput:
     mask = torch.arange(3).unsqueeze(0) < torch.tensor(LENGTHS).unsqueeze(1)  # (4, 3)
-    return ScoringInput(prompts=["p0", "p1", "p2", "p3"], responses=["a b", "x", "c d", "e f"],
-                        references=[None] * 4, metadata=[{}] * 4, response_ids=mask.long(), response_mask=mask,
-                        token_spans=[[(0, 1), (1, 2), (3, 3)], [(0, 1)], [(0, 1), (1, 3)], [(0, 1), (1, 2), (3, 3)]])
+    return ScoringInput(
+        prompts=["p0", "p1", "p2", "p3"],
+        responses=["a b", "x", "c d", "e f"],
+        references=[None] * 4,
+        metadata=[{}] * 4,
+        response_ids=mask.long(),
+        response_mask=mask,
+        token_spans=[[(0, 1), (1, 2), (3, 3)], [(0, 1)], [(0, 1), (1, 3)], [(0, 1), (1, 2), (3, 3)]],
+    )
 
 
 class Holistic(Scorer):
@@ -88,7 +100,9 @@ def test_wrong_shapes_are_a_scorer_fault():
         def score(self, inputs):
             return Score(values=torch.zeros(2, 3), placed=torch.zeros(2, 3, dtype=torch.bool), metric=torch.zeros(2))
 
-    with pytest.raises(ScorerFault, match=r"scorer 'short' returned values \(2, 3\) / metric \(2,\); expected \(4, 3\)"):
+    with pytest.raises(
+        ScorerFault, match=r"scorer 'short' returned values \(2, 3\) / metric \(2,\); expected \(4, 3\)"
+    ):
         run_scorer(Short(name="short"), scoring_input())
 
 
@@ -137,15 +151,21 @@ def test_non_finite_rows_are_found_and_emptied():
 def test_a_scorer_non_finite_on_most_of_a_batch_stops_the_run():
     inputs = scoring_input()
     score = PerToken(bad=(0, 1, 3), name="spelling").score(inputs)
-    with pytest.raises(ScorerFault, match=r"'spelling' returned NaN or infinite values for 3 of 4 samples, e\.g\. "
-                                          r"sample 0 of the batch"):
+    with pytest.raises(
+        ScorerFault,
+        match=r"'spelling' returned NaN or infinite values for 3 of 4 samples, e\.g\. "
+        r"sample 0 of the batch",
+    ):
         NonFiniteFilter().check("spelling", score, inputs)
 
 
 def test_the_pipeline_drops_a_nan_sample_from_rewards_and_normalisers():
     normalizer = RunningNormalizer(min_count=1)
-    pipeline = ScoringPipeline(Holistic(bad=(1,), name="holistic", normalizer=normalizer),
-                               [PerToken(bad=(3,), name="spelling")], RewardConfig(degenerate_max_tokens=0))
+    pipeline = ScoringPipeline(
+        Holistic(bad=(1,), name="holistic", normalizer=normalizer),
+        [PerToken(bad=(3,), name="spelling")],
+        RewardConfig(degenerate_max_tokens=0),
+    )
     scored = pipeline.score(scoring_input())
     assert scored.dropped.tolist() == [False, True, False, True]
     assert scored.dropped_by == {"holistic": 1, "spelling": 1}
@@ -159,8 +179,11 @@ def test_the_pipeline_drops_a_nan_sample_from_rewards_and_normalisers():
 
 def test_a_failing_scorer_leaves_the_normalisers_untouched():
     normalizer = RunningNormalizer(min_count=1)
-    pipeline = ScoringPipeline(Holistic(name="holistic", normalizer=normalizer),
-                               [FailsOn("x", ValueError("boom"), name="judge")], RewardConfig())
+    pipeline = ScoringPipeline(
+        Holistic(name="holistic", normalizer=normalizer),
+        [FailsOn("x", ValueError("boom"), name="judge")],
+        RewardConfig(),
+    )
     with pytest.raises(ScorerFault) as caught:
         pipeline.score(scoring_input())
     assert caught.value.agreed and int(normalizer.count) == 0  # the batch changed no state
@@ -176,11 +199,16 @@ def test_a_non_finite_gradient_stops_before_the_optimizer_step():
     (weight * torch.tensor([1.0, math.nan, 2.0])).sum().backward()
     inner = torch.optim.SGD([weight], lr=0.1)
     optimizer = SimpleNamespace(optimizer=inner, step=inner.step, zero_grad=inner.zero_grad)
-    module = SimpleNamespace(policy=SimpleNamespace(trainable_parameters=lambda: [weight]),
-                             ppo_config=SimpleNamespace(max_grad_norm=1.0), global_step=4,
-                             trainer=SimpleNamespace(checkpoint_callback=SimpleNamespace(
-                                 last_model_path="runs/x/checkpoints/last.ckpt")))
-    with pytest.raises(NonFiniteError, match=r"rollout 5: the gradient norm is nan .* not applied .* The last "
-                                             r"checkpoint is runs/x/checkpoints/last.ckpt"):
+    module = SimpleNamespace(
+        policy=SimpleNamespace(trainable_parameters=lambda: [weight]),
+        ppo_config=SimpleNamespace(max_grad_norm=1.0),
+        global_step=4,
+        trainer=SimpleNamespace(checkpoint_callback=SimpleNamespace(last_model_path="runs/x/checkpoints/last.ckpt")),
+    )
+    with pytest.raises(
+        NonFiniteError,
+        match=r"rollout 5: the gradient norm is nan .* not applied .* The last "
+        r"checkpoint is runs/x/checkpoints/last.ckpt",
+    ):
         ALaRMModule._optimizer_step(module, optimizer, counted=True)
     assert weight.detach().tolist() == [1.0, 1.0, 1.0]

@@ -13,8 +13,12 @@ import torch
 from transformers import LongformerConfig, LongformerForTokenClassification
 
 from alarm_pl.assets.tokenizer_builders import train_roberta_bpe
-from alarm_pl.rewards.aspects.model_aspects import (TokenClassificationAspect, check_label_roles, marked_words,
-                                                    reads_positive)
+from alarm_pl.rewards.aspects.model_aspects import (
+    TokenClassificationAspect,
+    check_label_roles,
+    marked_words,
+    reads_positive,
+)
 from alarm_pl.rewards.base import ScoringInput
 
 PROMPT = "question: Who won? context: t"
@@ -22,16 +26,42 @@ RESPONSE = "Cats purr. Dogs bark loudly at night! Yes."  # sentences of 2, 5 and
 CORPUS = [f"{PROMPT} answer: {RESPONSE} The cats won."] * 8
 # The model's input, word-split with a marker before each sentence (hand-written; the test checks the tokenizer
 # agrees): markers at token positions 11, 15 and 22, the tokenizer's own final </s> at 25.
-TOKENS = ["<s>", "Ġquestion", ":", "ĠWho", "Ġwon", "?", "Ġcontext", ":", "Ġt", "Ġanswer", ":",
-          "</s>", "ĠCats", "Ġpurr", ".",
-          "</s>", "ĠDogs", "Ġbark", "Ġloudly", "Ġat", "Ġnight", "!",
-          "</s>", "ĠYes", ".", "</s>"]
+TOKENS = [
+    "<s>",
+    "Ġquestion",
+    ":",
+    "ĠWho",
+    "Ġwon",
+    "?",
+    "Ġcontext",
+    ":",
+    "Ġt",
+    "Ġanswer",
+    ":",
+    "</s>",
+    "ĠCats",
+    "Ġpurr",
+    ".",
+    "</s>",
+    "ĠDogs",
+    "Ġbark",
+    "Ġloudly",
+    "Ġat",
+    "Ġnight",
+    "!",
+    "</s>",
+    "ĠYes",
+    ".",
+    "</s>",
+]
 # Token positions the classifier reads as "no error" (all others: error): the markers of sentences 1 and 3 above, and
 # position 12, the second marker when the relevance template drops the context (last test).
 NO_ERROR_AT = {11, 12, 22}
 # FineGrainedRLHF label ids (sorted label names): factuality [F-ERR, Ignore, O], relevance [Ignore, NF-ERR, O]
-SCHEMES = {"factuality": {"error": 0, "ignore": 1, "no_error": 2, "names": ["F-ERR", "Ignore", "O"]},
-           "relevance": {"error": 1, "ignore": 0, "no_error": 2, "names": ["Ignore", "NF-ERR", "O"]}}
+SCHEMES = {
+    "factuality": {"error": 0, "ignore": 1, "no_error": 2, "names": ["F-ERR", "Ignore", "O"]},
+    "relevance": {"error": 1, "ignore": 0, "no_error": 2, "names": ["Ignore", "NF-ERR", "O"]},
+}
 PV, NV = 0.5, -0.3  # asymmetric, so a swapped sign shows
 
 
@@ -44,11 +74,23 @@ def save_position_classifier(path, scheme: dict, tokenizer) -> None:
     and LayerNorms, which keep the order of the components. The classifier maps dimension d to the class id the
     scheme gives it, so the logits are ordered ignore > (no error or error) in the scheme's own ids.
     """
-    config = LongformerConfig(vocab_size=len(tokenizer), hidden_size=4, num_hidden_layers=1, num_attention_heads=1,
-                              intermediate_size=8, max_position_embeddings=66, attention_window=4, type_vocab_size=1,
-                              pad_token_id=1, bos_token_id=0, eos_token_id=2, sep_token_id=2, num_labels=3,
-                              id2label=dict(enumerate(scheme["names"])),
-                              label2id={n: i for i, n in enumerate(scheme["names"])})
+    config = LongformerConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=4,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=8,
+        max_position_embeddings=66,
+        attention_window=4,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        sep_token_id=2,
+        num_labels=3,
+        id2label=dict(enumerate(scheme["names"])),
+        label2id={n: i for i, n in enumerate(scheme["names"])},
+    )
     model = LongformerForTokenClassification(config)  # dropout 0.1 as configured; the scorer runs it in eval mode
     with torch.no_grad():
         emb = model.longformer.embeddings
@@ -82,9 +124,17 @@ def scheme_dir(request, tmp_path_factory, tokenizer):
 
 def aspect_for(scheme_name: str, path: str, **kwargs) -> TokenClassificationAspect:
     scheme = SCHEMES[scheme_name]
-    aspect = TokenClassificationAspect(path, name=scheme_name, positive_value=PV, negative_value=NV,
-                                       positive_label=scheme["no_error"], negative_label=scheme["error"],
-                                       ignore_labels=[scheme["ignore"]], marker="</s>", **kwargs)
+    aspect = TokenClassificationAspect(
+        path,
+        name=scheme_name,
+        positive_value=PV,
+        negative_value=NV,
+        positive_label=scheme["no_error"],
+        negative_label=scheme["error"],
+        ignore_labels=[scheme["ignore"]],
+        marker="</s>",
+        **kwargs,
+    )
     aspect.setup(torch.device("cpu"))
     return aspect
 
@@ -93,21 +143,55 @@ def policy_input() -> ScoringInput:
     """Three right-padded responses of 12, 3 and 1 policy tokens (the last one EOS only); the policy's tokens
     differ from the reward model's ("purr." is one token, "night!" two) and end with an EOS of empty span."""
     responses = [RESPONSE, "Cats won.", ""]
-    spans = [[(0, 4), (4, 10), (10, 15), (15, 20), (20, 27), (27, 30), (30, 36), (36, 37), (37, 41), (41, 42),
-              (42, 42), (42, 42)],
-             [(0, 4), (4, 9), (9, 9)],
-             [(0, 0)]]
+    spans = [
+        [
+            (0, 4),
+            (4, 10),
+            (10, 15),
+            (15, 20),
+            (20, 27),
+            (27, 30),
+            (30, 36),
+            (36, 37),
+            (37, 41),
+            (41, 42),
+            (42, 42),
+            (42, 42),
+        ],
+        [(0, 4), (4, 9), (9, 9)],
+        [(0, 0)],
+    ]
     width = max(len(s) for s in spans)
     mask = torch.tensor([[j < len(s) for j in range(width)] for s in spans])  # (B, T)
-    return ScoringInput(prompts=[PROMPT] * 3, responses=responses, references=[None] * 3,
-                        metadata=[{"question": "Who won?"}] * 3, response_ids=mask.long(), response_mask=mask,
-                        token_spans=spans)
+    return ScoringInput(
+        prompts=[PROMPT] * 3,
+        responses=responses,
+        references=[None] * 3,
+        metadata=[{"question": "Who won?"}] * 3,
+        response_ids=mask.long(),
+        response_mask=mask,
+        token_spans=spans,
+    )
 
 
 def test_marked_words_put_the_marker_before_every_unit():
     words, positions = marked_words("Q: x answer: ", RESPONSE, [(0, 10), (11, 37), (38, 42)], "", "</s>")
-    assert words == ["Q:", "x", "answer:", "</s>", "Cats", "purr.", "</s>", "Dogs", "bark", "loudly", "at",
-                     "night!", "</s>", "Yes."]
+    assert words == [
+        "Q:",
+        "x",
+        "answer:",
+        "</s>",
+        "Cats",
+        "purr.",
+        "</s>",
+        "Dogs",
+        "bark",
+        "loudly",
+        "at",
+        "night!",
+        "</s>",
+        "Yes.",
+    ]
     assert positions == [3, 6, 12]
     # whitespace (newlines, runs of spaces) is normalised away, text after the response is kept
     words, positions = marked_words("a\n\nb  ", "One.\n Two.", [(0, 4), (6, 10)], " end", "</s>")
@@ -173,13 +257,25 @@ def test_label_roles_are_checked_against_the_checkpoint():
 def test_setup_refuses_wrong_roles_marker_and_prefix_space(scheme_dir, tmp_path):
     name, path = scheme_dir
     scheme = SCHEMES[name]
-    wrong = TokenClassificationAspect(path, name=name, positive_label=scheme["ignore"], negative_label=scheme["error"],
-                                      ignore_labels=[scheme["no_error"]], marker="</s>")
+    wrong = TokenClassificationAspect(
+        path,
+        name=name,
+        positive_label=scheme["ignore"],
+        negative_label=scheme["error"],
+        ignore_labels=[scheme["no_error"]],
+        marker="</s>",
+    )
     with pytest.raises(ValueError, match=f"scorer '{name}'"):
         wrong.setup(torch.device("cpu"))
     with pytest.raises(ValueError, match="marker '<sep>' is not a special token"):
-        TokenClassificationAspect(path, name=name, positive_label=scheme["no_error"], negative_label=scheme["error"],
-                                  ignore_labels=[scheme["ignore"]], marker="<sep>").setup(torch.device("cpu"))
+        TokenClassificationAspect(
+            path,
+            name=name,
+            positive_label=scheme["no_error"],
+            negative_label=scheme["error"],
+            ignore_labels=[scheme["ignore"]],
+            marker="<sep>",
+        ).setup(torch.device("cpu"))
     bare = tmp_path / "no_prefix_space"
     save_position_classifier(bare, scheme, train_roberta_bpe(CORPUS, vocab_size=400, add_prefix_space=False))
     with pytest.raises(ValueError, match="add_prefix_space"):

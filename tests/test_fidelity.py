@@ -26,8 +26,10 @@ CONFIGS = Path(__file__).parents[1] / "configs"
 
 def load(name: str):
     """(cli, raw YAML) of configs/<name>.yaml; the CLI is told to use the CPU, so precision is read from the YAML."""
-    cli = cli_main(["--config", str(CONFIGS / f"{name}.yaml"), "--trainer.accelerator", "cpu",
-                    "--trainer.precision", "32-true"], run=False)
+    cli = cli_main(
+        ["--config", str(CONFIGS / f"{name}.yaml"), "--trainer.accelerator", "cpu", "--trainer.precision", "32-true"],
+        run=False,
+    )
     return cli, yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
 
 
@@ -92,7 +94,11 @@ def test_mt_policy_data_and_schedule(mt):
     assert module.max_prompt_length == 128 and module.generation_config.max_new_tokens == 128
     assert (trainer.max_steps, trainer.val_check_interval) == (50, 5)
     assert (data.dataset_name, data.dataset_config, data.dataset_path, data.es_file) == (
-        "opus/europarl", "en-es", None, None)
+        "opus/europarl",
+        "en-es",
+        None,
+        None,
+    )
     assert (data.num_pairs, data.seed, data.batch_size) == (100_000, 42, 32)
     assert data.limits == {"train": None, "val": 2000, "test": None}  # the whole test split
     assert MT_PROMPT.format(source="Hola.") == "translate Spanish to English: Hola."

@@ -166,9 +166,7 @@ def test_gae_empty_row_is_all_zero():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    rows=st.lists(
-        st.lists(st.floats(-5, 5, allow_nan=False), min_size=0, max_size=6), min_size=1, max_size=4
-    ),
+    rows=st.lists(st.lists(st.floats(-5, 5, allow_nan=False), min_size=0, max_size=6), min_size=1, max_size=4),
     value=st.floats(-3, 3, allow_nan=False),
 )
 def test_gae_lambda_1_gamma_1_returns_are_reverse_cumsum(rows, value):

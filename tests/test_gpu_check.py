@@ -32,7 +32,7 @@ def test_europarl_pairs_are_distinct_aligned_and_bounded(tmp_path):
     en_lines = (gpu_check.FIXTURE / "europarl-v7.es-en.en").read_text().splitlines()
     for es, en in pairs[:20]:  # each pair joins sentence i and j in both languages, in the same order
         i = next(k for k, line in enumerate(es_lines) if es.startswith(line + " "))
-        assert en.startswith(en_lines[i] + " ") and es[len(es_lines[i]) + 1:] in es_lines
+        assert en.startswith(en_lines[i] + " ") and es[len(es_lines[i]) + 1 :] in es_lines
     with pytest.raises(ValueError, match="at most 1560 distinct pairs"):
         gpu_check.europarl_pairs(1561)
     es_file, en_file = gpu_check.write_europarl(tmp_path, rollouts=3)
@@ -67,24 +67,49 @@ def test_assembled_arguments_build_the_full_size_run(task, bits, tmp_path, monke
 
 
 def test_phase_summary_and_table():
-    rows = [{"train/time/generate": "2.0", "train/time/reference": "1.0", "train/time/score": "0.5",
-             "train/time/update": "4.5", "train/response_length": "100"},
-            {"val/holistic": "0.1"},  # not a rollout
-            {"train/time/generate": "4.0", "train/time/reference": "1.0", "train/time/score": "1.5",
-             "train/time/update": "5.5", "train/response_length": "50"}]
+    rows = [
+        {
+            "train/time/generate": "2.0",
+            "train/time/reference": "1.0",
+            "train/time/score": "0.5",
+            "train/time/update": "4.5",
+            "train/response_length": "100",
+        },
+        {"val/holistic": "0.1"},  # not a rollout
+        {
+            "train/time/generate": "4.0",
+            "train/time/reference": "1.0",
+            "train/time/score": "1.5",
+            "train/time/update": "5.5",
+            "train/response_length": "50",
+        },
+    ]
     summary = gpu_check.phase_summary(rows, batch=8)
     # means: generate 3, reference 1, score 1, update 5 → 10 s per rollout; tokens (100 + 50) × 8 = 1200 in 6 s
     assert summary["phase_s"] == {"generate": 3.0, "reference": 1.0, "score": 1.0, "update": 5.0}
     assert summary["rollout_s"] == 10.0 and summary["generated_tokens_per_s"] == 200.0
     assert summary["episodes_per_s"] == 0.8 and summary["rollouts"] == 2
     # 600 response tokens per rollout: 600/3, 600/1, 600/1, 600/5 tokens/s; shares 3/10, 1/10, 1/10, 5/10
-    assert summary["phase_tokens_per_s"] == pytest.approx({"generate": 200, "reference": 600, "score": 600,
-                                                            "update": 120})
+    assert summary["phase_tokens_per_s"] == pytest.approx(
+        {"generate": 200, "reference": 600, "score": 600, "update": 120}
+    )
     assert summary["phase_share"] == pytest.approx({"generate": 0.3, "reference": 0.1, "score": 0.1, "update": 0.5})
     with pytest.raises(ValueError, match="no logged rollout"):
         gpu_check.phase_summary([{"val/holistic": "1"}], 8)
-    table = gpu_check.markdown_table([{"task": "mt", "bits": 4, "batch": 32, "device": "GPU X", "load_s": 61.2,
-                                       **summary, "peak_allocated_gib": 17.04, "peak_reserved_gib": 19.5}])
+    table = gpu_check.markdown_table(
+        [
+            {
+                "task": "mt",
+                "bits": 4,
+                "batch": 32,
+                "device": "GPU X",
+                "load_s": 61.2,
+                **summary,
+                "peak_allocated_gib": 17.04,
+                "peak_reserved_gib": 19.5,
+            }
+        ]
+    )
     assert "| mt 4-bit, batch 32 | GPU X | 61 | 3.00 | 1.00 | 1.00 | 5.00 | 200 | 0.80 | 17.0 | 19.5 |" in table
     assert "| mt 4-bit | 200 (30 %) | 600 (10 %) | 600 (10 %) | 120 (50 %) |" in table
 

@@ -28,9 +28,15 @@ def make_input(responses: list[str]) -> ScoringInput:
     spans = [word_tokens(r) for r in responses]
     width = max(len(s) for s in spans)
     mask = torch.tensor([[j < len(s) for j in range(width)] for s in spans])  # (B, T)
-    return ScoringInput(prompts=[""] * len(responses), responses=responses, references=[None] * len(responses),
-                        metadata=[{} for _ in responses], response_ids=mask.long(), response_mask=mask,
-                        token_spans=spans)
+    return ScoringInput(
+        prompts=[""] * len(responses),
+        responses=responses,
+        references=[None] * len(responses),
+        metadata=[{} for _ in responses],
+        response_ids=mask.long(),
+        response_mask=mask,
+        token_spans=spans,
+    )
 
 
 def make_scorer(url: str, **kwargs) -> GrammarScorer:
@@ -58,7 +64,7 @@ def test_marks_exactly_the_tokens_of_each_match(lt_server):
 
 
 def test_utf16_offsets_of_emoji_are_converted(lt_server):
-    text = "\U0001F642 i did"  # the emoji is 2 UTF-16 units: LanguageTool reports "i" at offset 3, Python index 2
+    text = "\U0001f642 i did"  # the emoji is 2 UTF-16 units: LanguageTool reports "i" at offset 3, Python index 2
     assert find_errors(text)[0]["offset"] == 3
     assert utf16_to_index(text, [0, 2, 3, 4]) == [0, 1, 2, 3]
     score = make_scorer(lt_server.url).score(make_input([text]))

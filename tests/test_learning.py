@@ -3,8 +3,7 @@
 import lightning.pytorch as pl
 import torch
 
-from alarm_pl.config import SelectionConfig
-from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig
+from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig, SelectionConfig
 from alarm_pl.data.prompts import TinyMTDataModule
 from alarm_pl.module import ALaRMModule
 from alarm_pl.ppo.kl import FixedKLController
@@ -26,8 +25,14 @@ def train_on_keyword(rollouts: int, beta: float, seed: int = 0) -> list[float]:
     pl.seed_everything(seed)
     module = ALaRMModule(
         holistic=KeywordScorer(["the"]),
-        policy=PolicyConfig(model_name_or_path="tiny:mt-seq2seq", lora_r=16, lora_alpha=32, lora_dropout=0.0,
-                            lora_target_modules=["q", "v", "lm_head"], value_head_detached=True),
+        policy=PolicyConfig(
+            model_name_or_path="tiny:mt-seq2seq",
+            lora_r=16,
+            lora_alpha=32,
+            lora_dropout=0.0,
+            lora_target_modules=["q", "v", "lm_head"],
+            value_head_detached=True,
+        ),
         generation=GenerationConfig(max_new_tokens=24),
         # The share of "the" is maximised by the one-word answer "the": this toy reward keeps the −10 on responses of
         # ≤ 2 tokens (one word + EOS), so PPO must raise the share in real sentences. With the paper's rule (only
@@ -40,9 +45,16 @@ def train_on_keyword(rollouts: int, beta: float, seed: int = 0) -> list[float]:
         optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3),
     )
     history = RewardHistory()
-    trainer = pl.Trainer(accelerator="cpu", max_steps=rollouts, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[history],
-                         limit_val_batches=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=rollouts,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[history],
+        limit_val_batches=0,
+    )
     trainer.fit(module, TinyMTDataModule(num_train=32 * rollouts, batch_size=32, seed=3))
     return history.holistic
 

@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from alarm_pl.models import loading
-from alarm_pl.models.loading import (HubUnavailableError, looks_local, quantization_config, resolve_pretrained,
-                                     torch_dtype_from_str)
+from alarm_pl.models.loading import (
+    HubUnavailableError,
+    looks_local,
+    quantization_config,
+    resolve_pretrained,
+    torch_dtype_from_str,
+)
 
 KEY = "model.policy.model_name_or_path"
 
@@ -21,8 +26,9 @@ def test_existing_local_dir_resolves_to_absolute_path(tmp_path, monkeypatch):
     assert resolve_pretrained("rm", KEY) == str(tmp_path / "rm")  # a bare existing name is local, not a hub id
 
 
-@pytest.mark.parametrize("path", ["./missing", "/nonexistent/alarm_pl/rm", "~/alarm_pl_missing_rm", "a/b/c",
-                                  "models/rm"])
+@pytest.mark.parametrize(
+    "path", ["./missing", "/nonexistent/alarm_pl/rm", "~/alarm_pl_missing_rm", "a/b/c", "models/rm"]
+)
 def test_missing_local_path_names_key_and_path(tmp_path, monkeypatch, path):
     (tmp_path / "models").mkdir()  # "models/rm" is local because ./models exists
     monkeypatch.chdir(tmp_path)
@@ -37,8 +43,18 @@ def test_a_file_is_not_a_model_directory(tmp_path):
         resolve_pretrained(str(tmp_path / "weights.bin"), KEY)
 
 
-@pytest.mark.parametrize("name,local", [("openbmb/UltraRM-13b", False), ("gpt2", False), ("./x", True),
-                                        ("/x/y", True), ("~/x", True), ("a/b/c", True), ("x/", True)])
+@pytest.mark.parametrize(
+    "name,local",
+    [
+        ("openbmb/UltraRM-13b", False),
+        ("gpt2", False),
+        ("./x", True),
+        ("/x/y", True),
+        ("~/x", True),
+        ("a/b/c", True),
+        ("x/", True),
+    ],
+)
 def test_looks_local(name, local):
     assert looks_local(name) is local
 

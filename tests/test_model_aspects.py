@@ -30,8 +30,15 @@ def save_punctuation_classifier(path) -> None:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", sep_token="[SEP]")
-    config = BertConfig(vocab_size=len(WORDS), hidden_size=4, num_hidden_layers=0, num_attention_heads=1,
-                        intermediate_size=8, num_labels=2, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(WORDS),
+        hidden_size=4,
+        num_hidden_layers=0,
+        num_attention_heads=1,
+        intermediate_size=8,
+        num_labels=2,
+        max_position_embeddings=64,
+    )
     model = BertForTokenClassification(config)
     with torch.no_grad():
         emb = model.bert.embeddings
@@ -50,9 +57,15 @@ def make_input(prompts: list[str], responses: list[str], spans: list[list[tuple[
     """Right-padded ScoringInput with the given policy token spans."""
     width = max(len(s) for s in spans)
     mask = torch.tensor([[j < len(s) for j in range(width)] for s in spans])  # (B, T)
-    return ScoringInput(prompts=prompts, responses=responses, references=[None] * len(prompts),
-                        metadata=[{} for _ in prompts], response_ids=mask.long(), response_mask=mask,
-                        token_spans=spans)
+    return ScoringInput(
+        prompts=prompts,
+        responses=responses,
+        references=[None] * len(prompts),
+        metadata=[{} for _ in prompts],
+        response_ids=mask.long(),
+        response_mask=mask,
+        token_spans=spans,
+    )
 
 
 # Policy tokens deliberately differ from the reward model's words: "r." carries the first sentence's end.
@@ -71,8 +84,15 @@ def classifier_dir(tmp_path_factory):
 
 
 def make_aspect(path: str, **kwargs) -> TokenClassificationAspect:
-    aspect = TokenClassificationAspect(path, positive_value=PV, negative_value=NV, template="Q: {prompt} A: {response}",
-                                       positive_label=1, negative_label=0, **kwargs)
+    aspect = TokenClassificationAspect(
+        path,
+        positive_value=PV,
+        negative_value=NV,
+        template="Q: {prompt} A: {response}",
+        positive_label=1,
+        negative_label=0,
+        **kwargs,
+    )
     aspect.setup(torch.device("cpu"))
     return aspect
 
@@ -101,8 +121,9 @@ def test_subsentence_units(classifier_dir):
 
 def test_units_cut_off_by_truncation_are_not_counted(classifier_dir):
     # max_length 3 keeps only the last three words "Dogs bark !" (left truncation): the first sentence is unseen.
-    score = make_aspect(classifier_dir, max_length=3).score(make_input(["Why!"], SENTENCES.responses[:1],
-                                                                       SENTENCES.token_spans[:1]))
+    score = make_aspect(classifier_dir, max_length=3).score(
+        make_input(["Why!"], SENTENCES.responses[:1], SENTENCES.token_spans[:1])
+    )
     assert score.placed.tolist() == [[False, False, False, False, False, True]]
     assert score.metric.tolist() == [1.0]
 
@@ -131,8 +152,12 @@ def test_completeness_is_sigmoid_of_scaled_z_and_reports_raw(tmp_path):
     inputs = make_input(["where  is\nthe cat", "hi"], ["on the mat.", "hello"], [[(0, 2), (2, 6), (6, 11)], [(0, 5)]])
     score = aspect.score(inputs)
     with torch.no_grad():  # default template "{prompt} answer: {response}", the prompt's whitespace collapsed
-        raw = torch.tensor([reference_score(model, tok, "where is the cat answer: on the mat."),
-                            reference_score(model, tok, "hi answer: hello")])
+        raw = torch.tensor(
+            [
+                reference_score(model, tok, "where is the cat answer: on the mat."),
+                reference_score(model, tok, "hi answer: hello"),
+            ]
+        )
     torch.testing.assert_close(score.metric, raw, atol=1e-5, rtol=1e-5)
     assert score.placed.tolist() == [[False, False, True], [True, False, False]]
     torch.testing.assert_close(score.values[score.placed], raw, atol=1e-5, rtol=1e-5)  # the raw output is placed

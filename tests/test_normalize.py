@@ -7,14 +7,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import yaml
 
 from alarm_pl.rewards.base import Score, Scorer
 from alarm_pl.rewards.normalize import (
     FixedNormalizer,
     RunningNormalizer,
-    shape_aspect,
     normalize_holistic,
+    shape_aspect,
     shape_values,
 )
 
@@ -117,8 +116,12 @@ def test_aspect_reward_normalises_shapes_and_weights():
 
 
 def test_holistic_reward_uses_oriented_metric():
-    score = Score(values=torch.zeros(2, 1), placed=torch.zeros(2, 1, dtype=torch.bool),
-                  metric=torch.tensor([1.0, 3.0]), higher_is_better=False)
+    score = Score(
+        values=torch.zeros(2, 1),
+        placed=torch.zeros(2, 1, dtype=torch.bool),
+        metric=torch.tensor([1.0, 3.0]),
+        higher_is_better=False,
+    )
     # oriented: -1, -3; with μ = -2, σ = 1: H = 1, -1
     assert normalize_holistic(score, FixedNormalizer(mean=-2.0, std=1.0)).tolist() == [1.0, -1.0]
     assert normalize_holistic(score, None).tolist() == [-1.0, -3.0]

@@ -10,10 +10,12 @@ from alarm_pl.rewards.compose import compose_rewards
 from alarm_pl.rewards.pipeline import ScoringPipeline
 from tests.helpers import LastTokenIdScorer
 
-PROMPTS = ["translate Spanish to English: El perro come pan.",
-           "translate Spanish to English: ¿Dónde está mi madre?",
-           "translate Spanish to English: La niña es alta.",
-           "translate Spanish to English: Nuestro vecino ve una bicicleta nueva en el parque cada día."]
+PROMPTS = [
+    "translate Spanish to English: El perro come pan.",
+    "translate Spanish to English: ¿Dónde está mi madre?",
+    "translate Spanish to English: La niña es alta.",
+    "translate Spanish to English: Nuestro vecino ve una bicicleta nueva en el parque cada día.",
+]
 
 
 @pytest.fixture(scope="module", params=["tiny:mt-seq2seq", "tiny:mt-causal"])
@@ -47,7 +49,7 @@ def test_batched_logprobs_equal_unbatched(policy):
     for i in range(len(PROMPTS)):
         qi, qmi = policy.tokenize_prompts([PROMPTS[i]], 64, torch.device("cpu"))
         n = int(mask[i].sum())
-        single = policy(qi, qmi, ids[i:i + 1, :n], mask[i:i + 1, :n])
+        single = policy(qi, qmi, ids[i : i + 1, :n], mask[i : i + 1, :n])
         torch.testing.assert_close(batched.logprobs[i, :n], single.logprobs[0], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(batched.values[i, :n], single.values[0], atol=1e-4, rtol=1e-4)
         assert torch.all(batched.logprobs[i, n:] == 0) and torch.all(batched.values[i, n:] == 0)
@@ -75,8 +77,11 @@ def test_rewards_sit_on_each_responses_own_tokens(policy):
     q, qm, ids, mask = _generate(policy)
     lengths = mask.sum(dim=1)
     assert lengths.unique().numel() > 1, "want mixed lengths in the batch"
-    pipeline = ScoringPipeline(LastTokenIdScorer(name="holistic"), [LastTokenIdScorer(name="dense", shaping="identity")],
-                              RewardConfig(degenerate_max_tokens=0))
+    pipeline = ScoringPipeline(
+        LastTokenIdScorer(name="holistic"),
+        [LastTokenIdScorer(name="dense", shaping="identity")],
+        RewardConfig(degenerate_max_tokens=0),
+    )
     inputs = pipeline.build_inputs(policy.tokenizer, PROMPTS, [None] * 4, [{}] * 4, ids, mask)
     scored = pipeline.score(inputs)
     assert torch.equal(scored.holistic, lengths.float())  # H = the response's own length

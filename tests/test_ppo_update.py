@@ -34,8 +34,14 @@ def dropout_policy(tmp_path_factory):
 def _module(path, lr, gradient_checkpointing=False, critic_warmup_rollouts=0, old_logprobs_from="auto"):
     return ALaRMModule(
         holistic=KeywordScorer(["the"]),
-        policy=PolicyConfig(model_name_or_path=path, lora_r=8, lora_alpha=16, lora_dropout=0.1,
-                            lora_target_modules=["q", "v"], gradient_checkpointing=gradient_checkpointing),
+        policy=PolicyConfig(
+            model_name_or_path=path,
+            lora_r=8,
+            lora_alpha=16,
+            lora_dropout=0.1,
+            lora_target_modules=["q", "v"],
+            gradient_checkpointing=gradient_checkpointing,
+        ),
         generation=GenerationConfig(max_new_tokens=12, old_logprobs_from=old_logprobs_from),
         reward=RewardConfig(strategy="holistic_only", holistic_weight=3.0),
         selection=SelectionConfig(mode="fixed", aspects=[]),
@@ -47,8 +53,15 @@ def _module(path, lr, gradient_checkpointing=False, critic_warmup_rollouts=0, ol
 
 def _fit(module, rollouts):
     pl.seed_everything(0)
-    trainer = pl.Trainer(accelerator="cpu", max_steps=rollouts, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=rollouts,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, TinyMTDataModule(num_train=8 * rollouts, batch_size=8, seed=5))
 
 
@@ -59,13 +72,16 @@ def test_the_checkpoint_has_dropout_and_the_ppo_policy_has_none(dropout_policy):
 
     module = _module(dropout_policy, lr=0.0)
     module.policy.load()
-    query, query_mask = module.policy.tokenize_prompts(["translate Spanish to English: El perro come pan."], 32,
-                                                       torch.device("cpu"))
+    query, query_mask = module.policy.tokenize_prompts(
+        ["translate Spanish to English: El perro come pan."], 32, torch.device("cpu")
+    )
     response, response_mask = torch.tensor([[5, 6, 7, 1]]), torch.ones(1, 4, dtype=torch.bool)
     raw = T5ForConditionalGeneration.from_pretrained(dropout_policy).train()
     decoder_in = torch.tensor([[0, 5, 6, 7]])
-    assert not torch.equal(raw(input_ids=query, decoder_input_ids=decoder_in).logits,
-                           raw(input_ids=query, decoder_input_ids=decoder_in).logits)
+    assert not torch.equal(
+        raw(input_ids=query, decoder_input_ids=decoder_in).logits,
+        raw(input_ids=query, decoder_input_ids=decoder_in).logits,
+    )
     module.policy.train()
     first = module.policy(query, query_mask, response, response_mask).logprobs
     assert torch.equal(first, module.policy(query, query_mask, response, response_mask).logprobs)
@@ -79,21 +95,55 @@ def _tiny(config_class, model_class, **kwargs):
 @pytest.mark.parametrize("family", ["gpt2", "llama", "bart", "t5"])
 def test_disable_dropout_covers_module_and_functional_dropout(family):
     """Every family's dropout — ``nn.Dropout`` modules and the floats handed to functional dropout — is 0."""
-    from transformers import (BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel, LlamaConfig,
-                              LlamaForCausalLM, T5Config, T5ForConditionalGeneration)
+    from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
 
     models = {
-        "gpt2": lambda: _tiny(GPT2Config, GPT2LMHeadModel, n_embd=16, n_layer=1, n_head=2, resid_pdrop=0.3,
-                              embd_pdrop=0.3, attn_pdrop=0.3),
-        "llama": lambda: _tiny(LlamaConfig, LlamaForCausalLM, hidden_size=16, intermediate_size=32,
-                               num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                               attention_dropout=0.3),
-        "bart": lambda: _tiny(BartConfig, BartForConditionalGeneration, d_model=16, encoder_layers=1,
-                              decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-                              encoder_ffn_dim=32, decoder_ffn_dim=32, dropout=0.3, attention_dropout=0.3,
-                              activation_dropout=0.3),
-        "t5": lambda: _tiny(T5Config, T5ForConditionalGeneration, d_model=16, d_ff=32, d_kv=8, num_layers=1,
-                            num_heads=2, dropout_rate=0.3),
+        "gpt2": lambda: _tiny(
+            GPT2Config, GPT2LMHeadModel, n_embd=16, n_layer=1, n_head=2, resid_pdrop=0.3, embd_pdrop=0.3, attn_pdrop=0.3
+        ),
+        "llama": lambda: _tiny(
+            LlamaConfig,
+            LlamaForCausalLM,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            attention_dropout=0.3,
+        ),
+        "bart": lambda: _tiny(
+            BartConfig,
+            BartForConditionalGeneration,
+            d_model=16,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            dropout=0.3,
+            attention_dropout=0.3,
+            activation_dropout=0.3,
+        ),
+        "t5": lambda: _tiny(
+            T5Config,
+            T5ForConditionalGeneration,
+            d_model=16,
+            d_ff=32,
+            d_kv=8,
+            num_layers=1,
+            num_heads=2,
+            dropout_rate=0.3,
+        ),
     }
     model = models[family]()
     ids = torch.tensor([[3, 4, 5, 6, 7, 8]])
@@ -105,10 +155,10 @@ def test_disable_dropout_covers_module_and_functional_dropout(family):
 
 @pytest.mark.parametrize("old_logprobs_from", ["forward", "generation"])
 @pytest.mark.parametrize("gradient_checkpointing", [False, True])
-def test_ratio_is_exactly_one_without_an_update(dropout_policy, monkeypatch, gradient_checkpointing,
-                                                 old_logprobs_from):
-    module = _module(dropout_policy, lr=0.0, gradient_checkpointing=gradient_checkpointing,
-                     old_logprobs_from=old_logprobs_from)
+def test_ratio_is_exactly_one_without_an_update(dropout_policy, monkeypatch, gradient_checkpointing, old_logprobs_from):
+    module = _module(
+        dropout_policy, lr=0.0, gradient_checkpointing=gradient_checkpointing, old_logprobs_from=old_logprobs_from
+    )
     minibatches, summaries, checkpointed = [], [], []
     backward = ALaRMModule._minibatch_backward
 

@@ -11,8 +11,13 @@ import pytest
 from alarm_pl.data.preferences import PreferenceDataModule, read_preferences
 from alarm_pl.data.prompts import DataFormatError, TinyMTDataModule
 from alarm_pl.data.tiny_corruptions import EDITS, corrupt
-from alarm_pl.data.tiny_preferences import (Candidate, TinyPreferenceDataModule, TinyPreferenceSpec, draw_pairs,
-                                            gold_score)
+from alarm_pl.data.tiny_preferences import (
+    Candidate,
+    TinyPreferenceDataModule,
+    TinyPreferenceSpec,
+    draw_pairs,
+    gold_score,
+)
 
 
 def _write(path, lines):
@@ -23,14 +28,17 @@ def _write(path, lines):
 GOOD = {"prompt": "p", "chosen": "a good answer", "rejected": "bad", "note": 3}
 
 
-@pytest.mark.parametrize("line,message", [
-    ("{not json", r"prefs.jsonl:2: invalid JSON"),
-    ({"prompt": "p", "chosen": "a"}, r"prefs.jsonl:2: field 'rejected' must be a string, got nothing"),
-    ({"prompt": "p", "chosen": 3, "rejected": "b"}, r"prefs.jsonl:2: field 'chosen' must be a string, got int"),
-    ({"prompt": "p", "chosen": "same", "rejected": "same"}, r"prefs.jsonl:2: .*same text"),
-    ({"prompt": "p", "chosen": " ", "rejected": "b"}, r"prefs.jsonl:2: .*non-empty"),
-    ([1, 2], r"prefs.jsonl:2: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("{not json", r"prefs.jsonl:2: invalid JSON"),
+        ({"prompt": "p", "chosen": "a"}, r"prefs.jsonl:2: field 'rejected' must be a string, got nothing"),
+        ({"prompt": "p", "chosen": 3, "rejected": "b"}, r"prefs.jsonl:2: field 'chosen' must be a string, got int"),
+        ({"prompt": "p", "chosen": "same", "rejected": "same"}, r"prefs.jsonl:2: .*same text"),
+        ({"prompt": "p", "chosen": " ", "rejected": "b"}, r"prefs.jsonl:2: .*non-empty"),
+        ([1, 2], r"prefs.jsonl:2: expected a JSON object"),
+    ],
+)
 def test_reader_errors_name_file_and_line(tmp_path, line, message):
     path = _write(tmp_path / "prefs.jsonl", [GOOD, line])
     with pytest.raises(DataFormatError, match=message):
@@ -65,8 +73,12 @@ def test_corruptions_change_the_reference_and_keep_its_end():
 
 def test_gold_score_and_pairs_by_hand():
     assert gold_score(80.0, 2, 10.0) == pytest.approx(60.0)
-    cands = [Candidate("a", "reference", 100.0, 0, 100.0), Candidate("b", "sample", 60.0, 0, 60.0),
-             Candidate("c", "sample", 80.0, 2, 60.0 + 3.0), Candidate("d", "corrupted", 97.0, 0, 97.0)]
+    cands = [
+        Candidate("a", "reference", 100.0, 0, 100.0),
+        Candidate("b", "sample", 60.0, 0, 60.0),
+        Candidate("c", "sample", 80.0, 2, 60.0 + 3.0),
+        Candidate("d", "corrupted", 97.0, 0, 97.0),
+    ]
     pairs = draw_pairs(cands, 10, min_margin=5.0, rng=random.Random(0))
     # |Δgold| >= 5: (a,b) 40, (a,c) 37, (a,d) 3 ✗, (b,c) 3 ✗, (b,d) 37, (c,d) 34 → 4 pairs, chosen = higher gold
     assert sorted((c.text, r.text) for c, r in pairs) == [("a", "b"), ("a", "c"), ("d", "b"), ("d", "c")]
@@ -81,8 +93,9 @@ def test_spec_refuses_noise_that_erases_the_labels():
 def test_tiny_preference_set_splits_prompts_and_flips_only_train_and_val():
     import sacrebleu
 
-    spec = TinyPreferenceSpec(prompt_data_args={"num_train": 60, "seed": 3000}, num_samples=1, label_noise=0.4,
-                              val_share=0.2, test_share=0.2)
+    spec = TinyPreferenceSpec(
+        prompt_data_args={"num_train": 60, "seed": 3000}, num_samples=1, label_noise=0.4, val_share=0.2, test_share=0.2
+    )
     data = TinyPreferenceDataModule(spec, batch_size=8)
     data.prepare_data()
     manifest = data.manifest()

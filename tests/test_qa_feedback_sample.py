@@ -24,8 +24,9 @@ def test_sample_is_the_head_of_the_released_dev_split():
 
 def test_loader_reads_prompts_references_and_metadata():
     raw = json.loads(SAMPLE.read_text(encoding="utf-8"))
-    dm = QAFeedbackDataModule(train_file=str(SAMPLE), val_file=str(SAMPLE), test_file=str(SAMPLE), batch_size=4,
-                              max_eval_prompts=6)
+    dm = QAFeedbackDataModule(
+        train_file=str(SAMPLE), val_file=str(SAMPLE), test_file=str(SAMPLE), batch_size=4, max_eval_prompts=6
+    )
     train, val = dm.load_split("train"), dm.load_split("val")
     assert len(train) == 40 and len(val) == 6  # max_eval_prompts limits validation/test, not training
     for record, item in zip(train, raw):

@@ -11,11 +11,33 @@ CONFIG = str(Path(__file__).parents[1] / "configs" / "tiny_mt.yaml")
 
 
 def _fit(root: Path) -> list[dict]:
-    cli_main(["fit", "--config", CONFIG, "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir",
-              str(root), "--trainer.enable_checkpointing", "false", "--trainer.max_steps", "2",
-              "--trainer.val_check_interval", "2", "--data.init_args.batch_size", "8", "--data.init_args.num_val", "8",
-              "--model.generation.max_new_tokens", "12", "--model.selection.num_prompts", "8",
-              "--model.selection.min_pairs", "1"])
+    cli_main(
+        [
+            "fit",
+            "--config",
+            CONFIG,
+            "--trainer.default_root_dir",
+            str(root),
+            "--trainer.logger.init_args.save_dir",
+            str(root),
+            "--trainer.enable_checkpointing",
+            "false",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.val_check_interval",
+            "2",
+            "--data.init_args.batch_size",
+            "8",
+            "--data.init_args.num_val",
+            "8",
+            "--model.generation.max_new_tokens",
+            "12",
+            "--model.selection.num_prompts",
+            "8",
+            "--model.selection.min_pairs",
+            "1",
+        ]
+    )
     rows = list(csv.DictReader(open(root / "logs" / "version_0" / "metrics.csv")))
     return [{k: v for k, v in row.items() if "/time/" not in k} for row in rows]  # wall-clock times differ
 

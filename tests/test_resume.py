@@ -10,8 +10,17 @@ import signal
 
 import pytest
 import torch
-from resume_helpers import (DOWN_AT, FlakyReference, callbacks, fit_command, last_checkpoint, run, run_until_paused,
-                            train_rows, trainable_weights)
+from resume_helpers import (
+    DOWN_AT,
+    FlakyReference,
+    callbacks,
+    fit_command,
+    last_checkpoint,
+    run,
+    run_until_paused,
+    train_rows,
+    trainable_weights,
+)
 
 ROLLOUTS = 6
 SECRET = "hf_5ecret-DO-NOT-LEAK-0123456789"
@@ -29,11 +38,14 @@ def assert_same_run(resumed, reference) -> None:
     rows, expected = train_rows(resumed), train_rows(reference)
     assert sorted(rows) == sorted(expected) == list(range(ROLLOUTS))  # every rollout logged once
     for step, row in expected.items():
-        differing = {k: (row.get(k), rows[step].get(k)) for k in set(row) | set(rows[step])
-                     if row.get(k) != rows[step].get(k)}
+        differing = {
+            k: (row.get(k), rows[step].get(k)) for k in set(row) | set(rows[step]) if row.get(k) != rows[step].get(k)
+        }
         assert not differing, f"rollout {step + 1} differs (uninterrupted, resumed): {differing}"
-    weights, reference_weights = trainable_weights(last_checkpoint(resumed)), trainable_weights(
-        last_checkpoint(reference))
+    weights, reference_weights = (
+        trainable_weights(last_checkpoint(resumed)),
+        trainable_weights(last_checkpoint(reference)),
+    )
     assert weights.keys() == reference_weights.keys() and weights
     for name, value in reference_weights.items():
         assert torch.equal(weights[name], value), f"{name} differs after resuming"
@@ -91,8 +103,11 @@ def test_a_truncated_or_foreign_configuration_checkpoint_is_refused_by_fit(unint
     assert result.returncode != 0 and str(truncated) in last_line and "truncated, corrupt" in last_line, last_line
     result = run(command + ["--ckpt_path", str(checkpoint), "--model.policy.lora_r", "8"])
     last_line = result.stderr.strip().splitlines()[-1]
-    assert result.returncode != 0 and "comes from a different configuration: adapter: checkpoint \"LoRA r=16" in \
-        last_line and "this run \"LoRA r=8" in last_line, last_line
+    assert (
+        result.returncode != 0
+        and 'comes from a different configuration: adapter: checkpoint "LoRA r=16' in last_line
+        and 'this run "LoRA r=8' in last_line
+    ), last_line
 
 
 def test_a_scorer_server_that_goes_away_stops_with_a_checkpoint_and_the_run_resumes_exactly(uninterrupted, tmp_path):

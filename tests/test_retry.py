@@ -37,8 +37,14 @@ def classify(err: Exception) -> Failure:
 
 
 def test_statuses_that_are_retried() -> None:
-    assert [code for code in (400, 401, 404, 408, 409, 422, 429, 500, 502, 503) if is_retried_status(code)] == \
-        [408, 409, 429, 500, 502, 503]
+    assert [code for code in (400, 401, 404, 408, 409, 422, 429, 500, 502, 503) if is_retried_status(code)] == [
+        408,
+        409,
+        429,
+        500,
+        502,
+        503,
+    ]
 
 
 def test_exponential_backoff_doubles_and_is_capped() -> None:
@@ -56,8 +62,9 @@ def test_retry_after_wins_over_the_backoff_and_is_capped() -> None:
     assert policy.delay(3, retry_after=30.0) == 5.0
     flaky = Flaky(Status(429, retry_after=1.5), Status(503))
     sleeps: list[float] = []
-    result = call_with_retries(flaky, classify, RetryPolicy(max_retries=3, backoff_base=0.25, jitter=False),
-                               sleep=sleeps.append)
+    result = call_with_retries(
+        flaky, classify, RetryPolicy(max_retries=3, backoff_base=0.25, jitter=False), sleep=sleeps.append
+    )
     assert result == ("ok", 3) and sleeps == [1.5, 0.5]  # the server's wait, then the backoff of retry 1 (0.25·2)
 
 
@@ -66,8 +73,13 @@ def test_gives_up_after_the_last_retry_with_the_last_failure() -> None:
     sleeps: list[float] = []
     retries: list[int] = []
     with pytest.raises(RetryError, match=r"failed after 3 attempt\(s\): HTTP 502") as caught:
-        call_with_retries(flaky, classify, RetryPolicy(max_retries=2, backoff_base=1.0, jitter=False),
-                          sleep=sleeps.append, on_retry=lambda failure, n, wait: retries.append(n))
+        call_with_retries(
+            flaky,
+            classify,
+            RetryPolicy(max_retries=2, backoff_base=1.0, jitter=False),
+            sleep=sleeps.append,
+            on_retry=lambda failure, n, wait: retries.append(n),
+        )
     assert caught.value.attempts == 3 and caught.value.failure.message == "HTTP 502"
     assert flaky.calls == 3 and sleeps == [1.0, 2.0] and retries == [1, 2]
 
@@ -75,10 +87,13 @@ def test_gives_up_after_the_last_retry_with_the_last_failure() -> None:
 def test_a_final_status_is_not_retried_and_a_fatal_error_propagates() -> None:
     sleeps: list[float] = []
     with pytest.raises(RetryError, match=r"after 1 attempt\(s\): HTTP 404"):
-        call_with_retries(Flaky(Status(404)), classify, RetryPolicy(max_retries=5, backoff_base=1.0), sleep=sleeps.append)
+        call_with_retries(
+            Flaky(Status(404)), classify, RetryPolicy(max_retries=5, backoff_base=1.0), sleep=sleeps.append
+        )
     with pytest.raises(KeyError):  # classify re-raises what it does not know: no retry, no wrapping
-        call_with_retries(Flaky(KeyError("x")), classify, RetryPolicy(max_retries=5, backoff_base=1.0),
-                          sleep=sleeps.append)
+        call_with_retries(
+            Flaky(KeyError("x")), classify, RetryPolicy(max_retries=5, backoff_base=1.0), sleep=sleeps.append
+        )
     assert sleeps == []
     assert call_with_retries(Flaky(), classify, RetryPolicy(max_retries=0, backoff_base=1.0)) == ("ok", 1)
 

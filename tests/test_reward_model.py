@@ -7,14 +7,25 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import (AutoTokenizer, BertConfig, BertForTokenClassification, GPT2Config,
-                          GPT2ForSequenceClassification, GPT2Model)
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForTokenClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2Model,
+)
 
-from alarm_pl.models.reward_model import (ULTRARM_KEY_MAPPING, FrozenRewardModel, format_template,
-                                          length_ordered_batches, unused_token_id)
+from alarm_pl.assets.tokenizer_builders import train_byte_bpe
+from alarm_pl.models.reward_model import (
+    ULTRARM_KEY_MAPPING,
+    FrozenRewardModel,
+    format_template,
+    length_ordered_batches,
+    unused_token_id,
+)
 from alarm_pl.rewards.base import ScorerError, ScoringInput
 from alarm_pl.rewards.holistic import RewardModelScorer
-from alarm_pl.assets.tokenizer_builders import train_byte_bpe
 
 CORPUS = ["the cat sat on the mat.", "a dog ran in the park!", "Human: hi\nAssistant: hello there"] * 4
 TEXTS = ["a", "the cat sat on the mat and the dog ran in the park", "hello there", "dog ran", "the mat."]
@@ -39,8 +50,16 @@ def set_saved_padding_side(path, side: str) -> None:
 def save_sequence_model(path, tokenizer, width: int = 32, seed: int = 0, base_only: bool = False):
     """A 2-layer GPT-2 regression reward model (random, seeded) and its tokenizer saved under ``path``."""
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=width, n_layer=2, n_head=2, n_positions=64, num_labels=1,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=width,
+        n_layer=2,
+        n_head=2,
+        n_positions=64,
+        num_labels=1,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     model = GPT2Model(config) if base_only else GPT2ForSequenceClassification(config)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -137,8 +156,9 @@ def test_missing_head_fails_and_key_mapping_renames_ultrarm_head(tmp_path):
 def test_wrong_head_size_and_kind_mismatch(tmp_path):
     tok = tiny_tokenizer()
     torch.manual_seed(0)
-    GPT2ForSequenceClassification(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2,
-                                             num_labels=2)).save_pretrained(tmp_path)
+    GPT2ForSequenceClassification(
+        GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, num_labels=2)
+    ).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"rm\.path: .* could not be loaded as a sequence reward model \(one"):
         FrozenRewardModel.from_pretrained(str(tmp_path), what="rm.path")
@@ -150,15 +170,17 @@ def test_wrong_head_size_and_kind_mismatch(tmp_path):
 def test_format_template():
     text, start = format_template("Human: {prompt}\nAssistant: {response} {json}", "hi {x}", "yo", None)
     assert text == "Human: hi {x}\nAssistant: yo {json}"
-    assert start == len("Human: hi {x}\nAssistant: ") and text[start:start + 2] == "yo"
+    assert start == len("Human: hi {x}\nAssistant: ") and text[start : start + 2] == "yo"
     assert format_template("{reference}|{response}", "p", "r", "ref") == ("ref|r", 4)
     with pytest.raises(ValueError, match="reference"):
         format_template("{reference} {response}", "p", "r", None)
     with pytest.raises(ValueError, match=r"\{response\}"):
         format_template("{prompt}", "p", "r")
     # FineGrainedRLHF's relevance input: the record's question, not the whole prompt
-    assert format_template("question: {question} answer: {response}", "question: q? context: c", "a", None,
-                           "q?") == ("question: q? answer: a", len("question: q? answer: "))
+    assert format_template("question: {question} answer: {response}", "question: q? context: c", "a", None, "q?") == (
+        "question: q? answer: a",
+        len("question: q? answer: "),
+    )
     with pytest.raises(ValueError, match="'question' in its metadata"):
         format_template("question: {question} answer: {response}", "p", "r")
 
@@ -166,8 +188,15 @@ def test_format_template():
 def test_token_logits_unpadded_with_offsets(tmp_path):
     tok = tiny_tokenizer()
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, num_labels=3, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+        max_position_embeddings=64,
+    )
     BertForTokenClassification(config).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     rm = FrozenRewardModel.from_pretrained(str(tmp_path), kind="token", batch_size=4)
@@ -199,9 +228,15 @@ def scoring_input(prompts, responses, lengths):
     width = max(lengths)
     mask = torch.tensor([[j < n for j in range(width)] for n in lengths])  # (B, T)
     spans = [[(j, j + 1) for j in range(n)] for n in lengths]
-    return ScoringInput(prompts=prompts, responses=responses, references=[None] * len(prompts),
-                        metadata=[{} for _ in prompts], response_ids=mask.long(), response_mask=mask,
-                        token_spans=spans)
+    return ScoringInput(
+        prompts=prompts,
+        responses=responses,
+        references=[None] * len(prompts),
+        metadata=[{} for _ in prompts],
+        response_ids=mask.long(),
+        response_mask=mask,
+        token_spans=spans,
+    )
 
 
 def test_reward_model_scorer_applies_template_and_places_on_last_token(tmp_path):
@@ -214,8 +249,12 @@ def test_reward_model_scorer_applies_template_and_places_on_last_token(tmp_path)
     scorer.setup(torch.device("cpu"))
     score = scorer.score(inputs)
     with torch.no_grad():
-        raw = torch.tensor([reference_score(model, tok, "Human: hi\nAssistant: hello there"),
-                            reference_score(model, tok, "Human: where is the cat\nAssistant: on the mat.")])
+        raw = torch.tensor(
+            [
+                reference_score(model, tok, "Human: hi\nAssistant: hello there"),
+                reference_score(model, tok, "Human: where is the cat\nAssistant: on the mat."),
+            ]
+        )
     torch.testing.assert_close(score.metric, raw, atol=1e-5, rtol=1e-5)
     assert score.higher_is_better
     assert score.placed.tolist() == [[False, True, False, False], [False, False, False, True]]

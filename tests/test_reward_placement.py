@@ -30,8 +30,9 @@ def test_placement_rules(monkeypatch):
 
 
 def test_configured_device_overrides_the_module_device():
-    scorer = RewardModelScorer("dummy:ultrarm-13b", dummy_overrides=LLAMA_SHRINK, key_mapping=ULTRARM_KEY_MAPPING,
-                               device="cpu")
+    scorer = RewardModelScorer(
+        "dummy:ultrarm-13b", dummy_overrides=LLAMA_SHRINK, key_mapping=ULTRARM_KEY_MAPPING, device="cpu"
+    )
     scorer.setup(torch.device("meta"))  # the module's device would be unusable; the configured one is taken
     assert scorer.model.device == torch.device("cpu")
     score = scorer.score(scoring_input(["Where is the cat?", "Hi"], ["On the mat.", "Hello there, friend."], [3, 5]))

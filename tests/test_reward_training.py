@@ -46,16 +46,27 @@ def _save_model(path: Path, dropout: float = 0.1, seed: int = 0) -> None:
     pad token is also its EOS (GPT-2's convention)."""
     tok = tiny_tokenizer(pad=False)
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128, num_labels=1,
-                        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
-                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        num_labels=1,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     GPT2ForSequenceClassification(config).save_pretrained(path)
     tok.save_pretrained(path)
 
 
 def _module(path: Path, **kwargs) -> RewardModelModule:
-    module = RewardModelModule(RewardModelConfig(model_name_or_path=str(path), **kwargs), template=TEMPLATE,
-                               max_length=64)
+    module = RewardModelModule(
+        RewardModelConfig(model_name_or_path=str(path), **kwargs), template=TEMPLATE, max_length=64
+    )
     module.load()
     return module
 
@@ -71,10 +82,18 @@ def test_rewards_are_read_at_each_texts_last_real_token(tmp_path):
     with torch.no_grad():
         got_c, got_r = module.pair_rewards(PreferenceBatch(prompts, chosen, rejected))
         base = module.model
-        want_c = torch.tensor([reference_score(base, module.tokenizer, TEMPLATE.format(prompt=p, response=r))
-                               for p, r in zip(prompts, chosen)])
-        want_r = torch.tensor([reference_score(base, module.tokenizer, TEMPLATE.format(prompt=p, response=r))
-                               for p, r in zip(prompts, rejected)])
+        want_c = torch.tensor(
+            [
+                reference_score(base, module.tokenizer, TEMPLATE.format(prompt=p, response=r))
+                for p, r in zip(prompts, chosen)
+            ]
+        )
+        want_r = torch.tensor(
+            [
+                reference_score(base, module.tokenizer, TEMPLATE.format(prompt=p, response=r))
+                for p, r in zip(prompts, rejected)
+            ]
+        )
     torch.testing.assert_close(got_c, want_c, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got_r, want_r, atol=1e-5, rtol=1e-5)
     assert len(set(got_c.tolist())) == 3  # the rows differ, so a shifted read would be seen
@@ -88,7 +107,7 @@ def _separable_pairs(n: int, seed: int) -> list[PreferencePair]:
     pairs = []
     for es, en in unique_pairs(n, "rl", seed):
         words = en[:-1].split()
-        pairs.append(PreferencePair(PROMPT_PREFIX + es, en, " ".join(words[:max(1, len(words) - rng.randint(1, 2))])))
+        pairs.append(PreferencePair(PROMPT_PREFIX + es, en, " ".join(words[: max(1, len(words) - rng.randint(1, 2))])))
     return pairs
 
 
@@ -103,16 +122,44 @@ def test_learning_through_the_cli_and_export_round_trip(tmp_path):
     for split, (n, seed) in {"train": (256, 11), "val": (64, 12), "test": (64, 13)}.items():
         write_preferences(tmp_path / f"{split}.jsonl", _separable_pairs(n, seed))
     export = tmp_path / "export"
-    args = ["--config", str(Path(__file__).parents[1] / "configs" / "tiny_rm.yaml"),
-            "--model.reward_model.model_name_or_path", str(model_dir), "--model.template", TEMPLATE,
-            "--data", "alarm_pl.data.preferences.PreferenceDataModule", "--data.train_file", str(tmp_path / "train.jsonl"),
-            "--data.val_file", str(tmp_path / "val.jsonl"), "--data.test_file", str(tmp_path / "test.jsonl"),
-            "--data.batch_size", "16", "--trainer.default_root_dir", str(tmp_path),
-            "--trainer.logger.init_args.save_dir", str(tmp_path)]
+    args = [
+        "--config",
+        str(Path(__file__).parents[1] / "configs" / "tiny_rm.yaml"),
+        "--model.reward_model.model_name_or_path",
+        str(model_dir),
+        "--model.template",
+        TEMPLATE,
+        "--data",
+        "alarm_pl.data.preferences.PreferenceDataModule",
+        "--data.train_file",
+        str(tmp_path / "train.jsonl"),
+        "--data.val_file",
+        str(tmp_path / "val.jsonl"),
+        "--data.test_file",
+        str(tmp_path / "test.jsonl"),
+        "--data.batch_size",
+        "16",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path),
+    ]
     before = cli_main(["validate", *args]).trainer.callback_metrics["val/accuracy"]
     assert before < 0.5  # the untrained head (seed 0) prefers the cut-off texts
-    cli = cli_main(["fit", *args, "--trainer.max_epochs", "3", "--trainer.val_check_interval", "1.0",  # once an epoch
-                    "--export_dir", str(export), "--test_after_fit", "true"])
+    cli = cli_main(
+        [
+            "fit",
+            *args,
+            "--trainer.max_epochs",
+            "3",
+            "--trainer.val_check_interval",
+            "1.0",  # once an epoch
+            "--export_dir",
+            str(export),
+            "--test_after_fit",
+            "true",
+        ]
+    )
     assert _val_accuracy(tmp_path)[-1] > 0.9  # held-out pairwise accuracy rises
     assert cli.trainer.callback_metrics["test/accuracy"] > 0.9
 

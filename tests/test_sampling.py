@@ -12,10 +12,12 @@ from alarm_pl.models.passes import trim_prompt_padding
 from alarm_pl.models.policy import Policy
 from alarm_pl.models.sampling import StepRecorder, merged_adapter, scores_are_exact
 
-PROMPTS = ["translate Spanish to English: El perro come pan.",
-           "translate Spanish to English: ¿Dónde está mi madre?",
-           "translate Spanish to English: La niña es alta.",
-           "translate Spanish to English: Nuestro vecino ve una bicicleta nueva en el parque cada día por la mañana."]
+PROMPTS = [
+    "translate Spanish to English: El perro come pan.",
+    "translate Spanish to English: ¿Dónde está mi madre?",
+    "translate Spanish to English: La niña es alta.",
+    "translate Spanish to English: Nuestro vecino ve una bicicleta nueva en el parque cada día por la mañana.",
+]
 TOL = dict(atol=2e-5, rtol=2e-5)
 
 
@@ -44,11 +46,14 @@ def _prompts(policy):
     return query_ids, query_mask
 
 
-@pytest.mark.parametrize("decoding", [
-    dict(do_sample=True, temperature=0.7, top_k=50, top_p=0.9),  # processors change the sampling scores, not π
-    dict(do_sample=True),
-    dict(do_sample=False),
-])
+@pytest.mark.parametrize(
+    "decoding",
+    [
+        dict(do_sample=True, temperature=0.7, top_k=50, top_p=0.9),  # processors change the sampling scores, not π
+        dict(do_sample=True),
+        dict(do_sample=False),
+    ],
+)
 def test_generation_scores_equal_the_forward(policy, decoding):
     query_ids, query_mask = _prompts(policy)
     decoding = dict(decoding)
@@ -71,8 +76,9 @@ def test_generation_scores_are_the_unprocessed_policy(policy):
     """At temperature 0.5 the sampling distribution is sharper than π: the recorded log-probs must be π's."""
     query_ids, query_mask = _prompts(policy)
     torch.manual_seed(4)
-    generated, scores = policy.generate_with_scores(query_ids, query_mask, GenerationConfig(max_new_tokens=12,
-                                                                                            temperature=0.5), True)
+    generated, scores = policy.generate_with_scores(
+        query_ids, query_mask, GenerationConfig(max_new_tokens=12, temperature=0.5), True
+    )
     with torch.no_grad():
         logits, _ = policy._logits_and_hidden(query_ids, query_mask, *generated)
     tempered = torch.log_softmax(logits / 0.5, dim=-1).gather(-1, generated.response_ids.unsqueeze(-1)).squeeze(-1)
@@ -95,15 +101,26 @@ def test_trimmed_pass_equals_the_plain_model_call(policy):
         logits, hidden = policy._logits_and_hidden(padded_ids, padded_mask, ids, mask)
         if policy.is_seq2seq:
             decoder_in = torch.cat([torch.full_like(ids[:, :1], policy.decoder_start_token_id), ids[:, :-1]], dim=1)
-            out = policy.model(input_ids=query_ids, attention_mask=query_mask.long(), decoder_input_ids=decoder_in,
-                               output_hidden_states=True)
+            out = policy.model(
+                input_ids=query_ids,
+                attention_mask=query_mask.long(),
+                decoder_input_ids=decoder_in,
+                output_hidden_states=True,
+            )
             expected_logits, expected_hidden = out.logits, out.decoder_hidden_states[-1]
         else:
             attention = torch.cat([query_mask, mask], dim=1).long()
-            out = policy.model(input_ids=torch.cat([query_ids, ids], dim=1), attention_mask=attention,
-                               position_ids=(attention.cumsum(1) - 1).clamp(min=0), output_hidden_states=True)
+            out = policy.model(
+                input_ids=torch.cat([query_ids, ids], dim=1),
+                attention_mask=attention,
+                position_ids=(attention.cumsum(1) - 1).clamp(min=0),
+                output_hidden_states=True,
+            )
             p = query_ids.shape[1]
-            expected_logits, expected_hidden = out.logits[:, p - 1:p - 1 + ids.shape[1]], out.hidden_states[-1][:, p - 1:p - 1 + ids.shape[1]]
+            expected_logits, expected_hidden = (
+                out.logits[:, p - 1 : p - 1 + ids.shape[1]],
+                out.hidden_states[-1][:, p - 1 : p - 1 + ids.shape[1]],
+            )
     real = mask.bool()
     torch.testing.assert_close(logits[real], expected_logits[real], **TOL)
     torch.testing.assert_close(hidden[real], expected_hidden[real], **TOL)
@@ -185,9 +202,14 @@ def test_recorder_refuses_steps_that_do_not_match_the_tokens():
     base = policy.model.get_base_model()
     with StepRecorder(base, base.get_decoder(), "input_ids") as recorder:
         with torch.no_grad():
-            out = base.generate(input_ids=query_ids, attention_mask=query_mask.long(), max_new_tokens=5,
-                                do_sample=False, pad_token_id=policy.tokenizer.pad_token_id)
-    ids = out[:, query_ids.shape[1]:]
+            out = base.generate(
+                input_ids=query_ids,
+                attention_mask=query_mask.long(),
+                max_new_tokens=5,
+                do_sample=False,
+                pad_token_id=policy.tokenizer.pad_token_id,
+            )
+    ids = out[:, query_ids.shape[1] :]
     mask = torch.ones_like(ids, dtype=torch.bool)
     recorder.finish(ids, mask, policy.value_head)  # consistent: no error
     with pytest.raises(RuntimeError, match="old_logprobs_from: forward"):
@@ -207,17 +229,21 @@ def test_entropy_without_grad_is_the_same_statistic():
     torch.testing.assert_close(without.entropy, with_grad.entropy.detach())
 
 
-@pytest.mark.parametrize("source, dtype, forwards", [("auto", "float32", 0), ("generation", "float32", 0),
-                                                    ("forward", "float32", 1), ("auto", "bfloat16", 1)])
+@pytest.mark.parametrize(
+    "source, dtype, forwards",
+    [("auto", "float32", 0), ("generation", "float32", 0), ("forward", "float32", 1), ("auto", "bfloat16", 1)],
+)
 def test_rollout_runs_the_policy_forward_only_where_needed(source, dtype, forwards, monkeypatch):
     """``auto`` reads old log-probs and values from generation in float32 and runs the forward in bfloat16."""
     from alarm_pl.data.prompts import PromptBatch
     from alarm_pl.module import ALaRMModule
     from tests.helpers import LastTokenIdScorer
 
-    module = ALaRMModule(LastTokenIdScorer(name="holistic"),
-                         policy=PolicyConfig(model_name_or_path="tiny:mt-causal", lora_r=4, lora_alpha=8, dtype=dtype),
-                         generation=GenerationConfig(max_new_tokens=8, old_logprobs_from=source))
+    module = ALaRMModule(
+        LastTokenIdScorer(name="holistic"),
+        policy=PolicyConfig(model_name_or_path="tiny:mt-causal", lora_r=4, lora_alpha=8, dtype=dtype),
+        generation=GenerationConfig(max_new_tokens=8, old_logprobs_from=source),
+    )
     module.setup("fit")
     calls = []
     forward = module.policy.forward

@@ -24,8 +24,14 @@ def sharded_loader(seed: int = 0, replicas: int = 1, rank: int = 0) -> StatefulD
 def grouped_loader(seed: int = 0) -> StatefulDataLoader:
     order = torch.Generator().manual_seed(seed)
     lengths = [(7 * i) % 11 for i in range(SIZE)]
-    batches = LengthGroupedBatchSampler(RandomSampler(range(SIZE), generator=order), BATCH, drop_last=True,
-                                        lengths=lengths, group_size=2, generator=order)
+    batches = LengthGroupedBatchSampler(
+        RandomSampler(range(SIZE), generator=order),
+        BATCH,
+        drop_last=True,
+        lengths=lengths,
+        group_size=2,
+        generator=order,
+    )
     return StatefulDataLoader(list(range(SIZE)), batch_sampler=batches)
 
 
@@ -71,8 +77,9 @@ def test_the_order_ignores_the_global_generator_and_follows_the_seed():
 
 
 def test_ddp_shards_are_disjoint_and_cover_the_padded_order():
-    shards = [list(ShardedRandomSampler(SIZE, torch.Generator().manual_seed(0), num_replicas=4, rank=r))
-              for r in range(4)]
+    shards = [
+        list(ShardedRandomSampler(SIZE, torch.Generator().manual_seed(0), num_replicas=4, rank=r)) for r in range(4)
+    ]
     assert [len(s) for s in shards] == [3] * 4
     flat = sorted(i for s in shards for i in s)
     assert set(flat) == set(range(SIZE)) and len(flat) == 12  # padded with 2 repeated indices, as DistributedSampler

@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-
 from selection_data import CANDIDATES, CONSISTENT, GRAMMAR_FLIPPED, FakeScorer, sampled_rollout
 
 from alarm_pl.callbacks.selection import AspectSelection
@@ -22,6 +21,7 @@ def run(callback: AspectSelection, module: FakeScorer, n: int) -> list[Rollout]:
 
 
 # ---- the decision rule -------------------------------------------------------------------------------------------
+
 
 def test_select_bound_and_top_k() -> None:
     inc = {"a": 0.25, "b": 0.125, "c": 0.5, "d": math.nan}
@@ -55,18 +55,22 @@ def test_select_hysteresis_with_top_k() -> None:
 
 # ---- configuration ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"mode": "sometimes"}, "mode"),
-    ({"aspects": ["a", "a"]}, "duplicates"),
-    ({"max_inconsistency": 1.5}, "max_inconsistency"),
-    ({"top_k": 0}, "top_k"),
-    ({"mode": "auto", "top_k": None}, "needs max_inconsistency or top_k"),
-    ({"warmup_rollouts": 0}, "warmup_rollouts"),
-    ({"num_prompts": 0}, "num_prompts"),
-    ({"min_pairs": 0}, "min_pairs"),
-    ({"hysteresis": -0.1}, "hysteresis"),
-    ({"decay": 0.0}, "decay"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mode": "sometimes"}, "mode"),
+        ({"aspects": ["a", "a"]}, "duplicates"),
+        ({"max_inconsistency": 1.5}, "max_inconsistency"),
+        ({"top_k": 0}, "top_k"),
+        ({"mode": "auto", "top_k": None}, "needs max_inconsistency or top_k"),
+        ({"warmup_rollouts": 0}, "warmup_rollouts"),
+        ({"num_prompts": 0}, "num_prompts"),
+        ({"min_pairs": 0}, "min_pairs"),
+        ({"hysteresis": -0.1}, "hysteresis"),
+        ({"decay": 0.0}, "decay"),
+    ],
+)
 def test_config_validation(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SelectionConfig(**kwargs)
@@ -78,6 +82,7 @@ def test_unknown_aspect_name_is_a_clear_error() -> None:
 
 
 # ---- fixed mode -------------------------------------------------------------------------------------------------
+
 
 def test_fixed_mode_sets_the_listed_aspects_and_never_scores() -> None:
     module = FakeScorer([CONSISTENT])
@@ -98,9 +103,11 @@ def test_fixed_mode_sets_the_listed_aspects_and_never_scores() -> None:
 
 # ---- online mode ------------------------------------------------------------------------------------------------
 
+
 def online(hysteresis: float) -> AspectSelection:
-    config = SelectionConfig(mode="online", warmup_rollouts=2, reselect_every=2, min_pairs=4, decay=0.5,
-                             hysteresis=hysteresis)
+    config = SelectionConfig(
+        mode="online", warmup_rollouts=2, reselect_every=2, min_pairs=4, decay=0.5, hysteresis=hysteresis
+    )
     return AspectSelection(config, CANDIDATES)
 
 
@@ -153,8 +160,9 @@ def test_online_decides_after_the_warmup_and_measures_every_rollout() -> None:
     assert third["selection/good/inconsistency"] == pytest.approx(0.25)
     assert third["selection/bad/inconsistency"] == pytest.approx(0.5)
     assert third["selection/grammar/active"] == 1.0 and third["selection/num_active"] == 1.0
-    assert callback.history == [{"rollout": 3, "active": ["grammar"],
-                                 "inconsistency": {"grammar": 0.0, "good": 0.25, "bad": 0.5}}]
+    assert callback.history == [
+        {"rollout": 3, "active": ["grammar"], "inconsistency": {"grammar": 0.0, "good": 0.25, "bad": 0.5}}
+    ]
 
 
 def test_online_waits_for_min_pairs() -> None:

@@ -27,8 +27,9 @@ class Untouchable:
 
 
 def auto(**overrides) -> AspectSelection:
-    return AspectSelection(SelectionConfig(**{"mode": "auto", "num_prompts": 10, "min_pairs": 4, **overrides}),
-                           CANDIDATES)
+    return AspectSelection(
+        SelectionConfig(**{"mode": "auto", "num_prompts": 10, "min_pairs": 4, **overrides}), CANDIDATES
+    )
 
 
 def test_take_prompts_cuts_the_last_batch() -> None:
@@ -46,9 +47,13 @@ def test_pass_decides_before_the_first_rollout_from_greedy_vs_sampled_pairs() ->
     # pairs: 4 + 4 as in selection_data (grammar 0/4, good 1/4, bad 2/4 each), then the first 2 pairs
     # (ΔH = [+, -]; grammar agrees on both, good agrees on both, bad disagrees on both):
     # grammar 0/10, good 2/10, bad (2 + 2 + 2)/10
-    assert callback.history == [{"rollout": 0, "active": ["grammar"],
-                                 "inconsistency": {"grammar": 0.0, "good": pytest.approx(0.2),
-                                                   "bad": pytest.approx(0.6)}}]
+    assert callback.history == [
+        {
+            "rollout": 0,
+            "active": ["grammar"],
+            "inconsistency": {"grammar": 0.0, "good": pytest.approx(0.2), "bad": pytest.approx(0.6)},
+        }
+    ]
     assert callback.decided and callback.active == ("grammar",)
     outs = [callback.on_rollout_scored(None, scorer, sampled_rollout()) for _ in range(3)]
     assert len(scorer.log) == 6  # decided once: rollouts cost no further generation

@@ -26,14 +26,28 @@ TARGETS = [[31, 32, EOS], [41, EOS]]  # targets end with EOS
 
 
 def _trainer(**kwargs):
-    return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, num_sanity_val_steps=0, **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
 
 
 def _module(name, **kwargs):
-    module = SFTModule(policy=PolicyConfig(model_name_or_path=name, lora_r=kwargs.pop("lora_r", 0),
-                                           lora_target_modules=kwargs.pop("lora_target_modules", None)),
-                       generation=GenerationConfig(max_new_tokens=24), max_prompt_length=64, **kwargs)
+    module = SFTModule(
+        policy=PolicyConfig(
+            model_name_or_path=name,
+            lora_r=kwargs.pop("lora_r", 0),
+            lora_target_modules=kwargs.pop("lora_target_modules", None),
+        ),
+        generation=GenerationConfig(max_new_tokens=24),
+        max_prompt_length=64,
+        **kwargs,
+    )
     module.policy.load()
     return module
 
@@ -85,8 +99,12 @@ def test_causal_loss_equals_the_per_example_sum_over_response_tokens(causal, sid
     targets = [[101, 55, EOS], [77, 13, 42, EOS]]
     batch = causal_batch(prompts, targets, causal.policy.tokenizer.pad_token_id, side)
     with torch.no_grad():
-        loss = response_nll(model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                  position_ids=batch.position_ids).logits, batch.labels)
+        loss = response_nll(
+            model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+            ).logits,
+            batch.labels,
+        )
         expected = sum(_nll_of_single_example(model, p, t) for p, t in zip(prompts, targets)) / 7
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
@@ -120,7 +138,10 @@ def test_seq2seq_loss_matches_transformers_own_label_loss(seq2seq):
     """Our decoder inputs and masking agree with T5's built-in shift and -100 handling; targets end with EOS and
     are cut to max_target_length with the EOS kept."""
     tok = seq2seq.policy.tokenizer
-    prompts = ["translate Spanish to English: El perro come pan en el parque cada día.", "translate Spanish to English: Hola."]
+    prompts = [
+        "translate Spanish to English: El perro come pan en el parque cada día.",
+        "translate Spanish to English: Hola.",
+    ]
     refs = ["The dog eats bread in the park every day.", "Hi."]
     batch = seq2seq.make_batch(prompts, refs)
     assert batch.labels[1].tolist().count(IGNORE_INDEX) > 0 and PAD not in batch.labels.tolist()[0]
@@ -159,11 +180,14 @@ def _val_metric(trainer, module, data, key):
 def test_sft_learns_the_tiny_task(tmp_path):
     """From a freshly initialised policy: training loss falls and greedy validation chrF rises."""
     pl.seed_everything(0)
-    module = SFTModule(policy=PolicyConfig(model_name_or_path="tiny:mt-seq2seq-init", lora_r=0),
-                       generation=GenerationConfig(max_new_tokens=20), max_prompt_length=64,
-                       optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3),
-                       lr_scheduler=lambda opt: WarmupCosineLR(opt, warmup_ratio=0.1),
-                       generations_dir=str(tmp_path / "gen"))
+    module = SFTModule(
+        policy=PolicyConfig(model_name_or_path="tiny:mt-seq2seq-init", lora_r=0),
+        generation=GenerationConfig(max_new_tokens=20),
+        max_prompt_length=64,
+        optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3),
+        lr_scheduler=lambda opt: WarmupCosineLR(opt, warmup_ratio=0.1),
+        generations_dir=str(tmp_path / "gen"),
+    )
     data = TinyMTDataModule(num_train=1280, num_val=16, batch_size=32)
     losses = []
 
@@ -187,8 +211,10 @@ def test_sft_learns_the_tiny_task(tmp_path):
 
 
 def test_missing_reference_is_an_error_naming_file_and_line(tmp_path):
-    lines = [{"prompt": "translate Spanish to English: Hola.", "reference": "Hello."},
-             {"prompt": "translate Spanish to English: Adiós."}]
+    lines = [
+        {"prompt": "translate Spanish to English: Hola.", "reference": "Hello."},
+        {"prompt": "translate Spanish to English: Adiós."},
+    ]
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     module = SFTModule(policy=PolicyConfig(model_name_or_path="tiny:mt-seq2seq", lora_r=0))
@@ -249,21 +275,58 @@ def test_sft_then_ppo_starts_from_the_exported_weights(tmp_path):
     from alarm_pl.cli import cli_main
 
     export = tmp_path / "export"
-    sft = cli_main(["fit", "--config", str(CONFIGS / "tiny_sft.yaml"), "--trainer.max_steps", "4",
-                    "--trainer.val_check_interval", "2", "--trainer.default_root_dir", str(tmp_path / "sft"),
-                    "--trainer.logger.init_args.save_dir", str(tmp_path / "sft"), "--data.init_args.num_train", "128",
-                    "--data.init_args.num_val", "4", "--export_dir", str(export)])
+    sft = cli_main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "tiny_sft.yaml"),
+            "--trainer.max_steps",
+            "4",
+            "--trainer.val_check_interval",
+            "2",
+            "--trainer.default_root_dir",
+            str(tmp_path / "sft"),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "sft"),
+            "--data.init_args.num_train",
+            "128",
+            "--data.init_args.num_val",
+            "4",
+            "--export_dir",
+            str(export),
+        ]
+    )
     exported = AutoModelForSeq2SeqLM.from_pretrained(str(export)).state_dict()
     trained = sft.model.policy.model.state_dict()
     assert all(torch.equal(exported[k], trained[k]) for k in trained)  # the export is the trained model
     start = AutoModelForSeq2SeqLM.from_pretrained(str(_tiny("mt-seq2seq-init"))).state_dict()
     assert any(not torch.equal(start[k], trained[k]) for k in trained)  # and SFT changed it
 
-    ppo = cli_main(["--config", str(CONFIGS / "tiny_mt.yaml"), "--model.policy.model_name_or_path", str(export),
-                    "--trainer.max_steps", "2", "--trainer.default_root_dir", str(tmp_path / "ppo"),
-                    "--trainer.logger.init_args.save_dir", str(tmp_path / "ppo"), "--data.init_args.batch_size", "4",
-                    "--data.init_args.num_val", "4", "--model.generation.max_new_tokens", "8",
-                    "--model.selection.warmup_rollouts", "1", "--model.selection.min_pairs", "1"], run=False)
+    ppo = cli_main(
+        [
+            "--config",
+            str(CONFIGS / "tiny_mt.yaml"),
+            "--model.policy.model_name_or_path",
+            str(export),
+            "--trainer.max_steps",
+            "2",
+            "--trainer.default_root_dir",
+            str(tmp_path / "ppo"),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "ppo"),
+            "--data.init_args.batch_size",
+            "4",
+            "--data.init_args.num_val",
+            "4",
+            "--model.generation.max_new_tokens",
+            "8",
+            "--model.selection.warmup_rollouts",
+            "1",
+            "--model.selection.min_pairs",
+            "1",
+        ],
+        run=False,
+    )
     probe = StartingWeights()
     ppo.trainer.callbacks.append(probe)
     ppo.trainer.fit(ppo.model, datamodule=ppo.datamodule)
@@ -283,8 +346,9 @@ def test_asset_warm_start_is_deterministic_and_leaves_the_callers_rng_alone(tmp_
 
     from alarm_pl.assets.tiny import TinySpec, build_tiny_asset
 
-    spec = TinySpec("causal", "byte_bpe", 300, 32, 1, 2, sft_steps=3, sft_batch_size=8,
-                    sft_data_args={"num_train": 24, "seed": 5})
+    spec = TinySpec(
+        "causal", "byte_bpe", 300, 32, 1, 2, sft_steps=3, sft_batch_size=8, sft_data_args={"num_train": 24, "seed": 5}
+    )
     torch.manual_seed(123)
     random.seed(123)
     np.random.seed(123)
@@ -307,8 +371,9 @@ def test_length_grouped_batches_cover_every_example_once_with_less_padding():
 
     torch.manual_seed(0)
     lengths = [int(x) for x in torch.randint(1, 100, (230,))]
-    sampler = LengthGroupedBatchSampler(RandomSampler(range(230)), batch_size=8, drop_last=False, lengths=lengths,
-                                        group_size=10)
+    sampler = LengthGroupedBatchSampler(
+        RandomSampler(range(230)), batch_size=8, drop_last=False, lengths=lengths, group_size=10
+    )
     batches = list(sampler)
     assert sorted(i for b in batches for i in b) == list(range(230)) and len(batches) == len(sampler) == 29
     assert [len(b) for b in batches].count(8) == 28  # only the very last batch of the epoch is short
@@ -317,7 +382,7 @@ def test_length_grouped_batches_cover_every_example_once_with_less_padding():
         return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in bs)
 
     shuffled = torch.randperm(230).tolist()
-    assert padding(batches) < 0.3 * padding([shuffled[i:i + 8] for i in range(0, 230, 8)])
+    assert padding(batches) < 0.3 * padding([shuffled[i : i + 8] for i in range(0, 230, 8)])
     dropped = list(LengthGroupedBatchSampler(RandomSampler(range(230)), 8, drop_last=True, lengths=lengths))
     assert len(dropped) == 28 and all(len(b) == 8 for b in dropped)
 

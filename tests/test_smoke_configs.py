@@ -19,11 +19,32 @@ from alarm_pl.cli import cli_main
 from alarm_pl.rewards.pipeline import ScoringPipeline
 
 ROOT = Path(__file__).parents[1]
-TRAIN_KEYS = {"time/generate", "time/reference", "time/score", "time/update", "holistic", "holistic_raw",
-              "response_length", "degenerate_rate", "kl", "kl_coef", "explained_variance", "loss/policy", "loss/value",
-              "entropy", "approx_kl", "clipfrac", "ratio_mean", "vf_clipfrac", "ppo_epochs_run",
-              "reward/total_mean", "reward/gate_pass_rate", "reward/holistic_component_mean",
-              "reward/aspect_component_mean", "selection/num_active"}
+TRAIN_KEYS = {
+    "time/generate",
+    "time/reference",
+    "time/score",
+    "time/update",
+    "holistic",
+    "holistic_raw",
+    "response_length",
+    "degenerate_rate",
+    "kl",
+    "kl_coef",
+    "explained_variance",
+    "loss/policy",
+    "loss/value",
+    "entropy",
+    "approx_kl",
+    "clipfrac",
+    "ratio_mean",
+    "vf_clipfrac",
+    "ppo_epochs_run",
+    "reward/total_mean",
+    "reward/gate_pass_rate",
+    "reward/holistic_component_mean",
+    "reward/aspect_component_mean",
+    "selection/num_active",
+}
 ASPECTS = {"mt": ["grammar", "readability", "language"], "qa": ["factuality", "relevance", "completeness"]}
 SELECTED = {"mt": "grammar", "qa": "factuality"}
 
@@ -35,7 +56,7 @@ def expected_keys(task: str) -> set[str]:
     train = TRAIN_KEYS | {f"aspect/{a}" for a in aspects} | {f"selection/{a}/active" for a in aspects}
     train |= {f"reward/{SELECTED[task]}_mean"}
     evaluation = {"holistic", "response_length", "bleu", "chrf"} | {f"aspect/{a}" for a in aspects}
-    return ({f"train/{k}" for k in train} | {f"val/{k}" for k in evaluation} | {f"test/{k}" for k in evaluation})
+    return {f"train/{k}" for k in train} | {f"val/{k}" for k in evaluation} | {f"test/{k}" for k in evaluation}
 
 
 def logged_scalars(log_dir: Path) -> dict[str, list[float]]:
@@ -59,8 +80,17 @@ def test_paper_config_runs_on_a_cpu_with_dummy_weights(task, tmp_path, monkeypat
     monkeypatch.chdir(ROOT)  # the configs name the fixture and the QA sample relative to the checkout
     # keep the reward models after the run (teardown releases them) so that their classes can be checked below
     monkeypatch.setattr(ScoringPipeline, "teardown", lambda self: None)
-    cli = cli_main(["fit", "--config", f"configs/{task}.yaml", "--config", f"configs/smoke/{task}_cpu.yaml",
-                    "--trainer.default_root_dir", str(tmp_path)])
+    cli = cli_main(
+        [
+            "fit",
+            "--config",
+            f"configs/{task}.yaml",
+            "--config",
+            f"configs/smoke/{task}_cpu.yaml",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ]
+    )
     assert cli.trainer.global_step == 2  # two rollouts
     model = cli.model
     holistic = model.scoring.holistic_scorer.model.model

@@ -33,8 +33,11 @@ def test_pipeline_runs_selection_then_composition_then_user_callbacks_in_list_or
     a, b, other = UserA(), UserB(), Callback()
     # Lightning's order: the trainer's callbacks first, then those the module installs
     assert rollout_pipeline([b, other, a, selection, composition]) == [selection, composition, b, a]
-    assert [c.stage for c in (selection, composition, a)] == [RolloutStage.SELECTION, RolloutStage.COMPOSITION,
-                                                              RolloutStage.USER]
+    assert [c.stage for c in (selection, composition, a)] == [
+        RolloutStage.SELECTION,
+        RolloutStage.COMPOSITION,
+        RolloutStage.USER,
+    ]
     assert rollout_pipeline([a, composition]) == [composition, a]  # selection is optional
 
 
@@ -48,6 +51,7 @@ def test_pipeline_needs_exactly_one_composition() -> None:
 
 def module_imports(source: str) -> list[str]:
     """Every ``alarm_pl.module`` import in Python source, TYPE_CHECKING blocks and function bodies included."""
+
     def is_module(name: str) -> bool:
         return name == "alarm_pl.module" or name.startswith("alarm_pl.module.")
 
@@ -64,9 +68,11 @@ def module_imports(source: str) -> list[str]:
 
 
 def test_the_import_scan_finds_every_spelling() -> None:
-    source = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from alarm_pl.module import ALaRMModule\n"
-              "import alarm_pl.module as m\ndef f():\n    from alarm_pl import module\n"
-              "from alarm_pl.models import policy\nimport alarm_pl.modules_other\n")
+    source = (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from alarm_pl.module import ALaRMModule\n"
+        "import alarm_pl.module as m\ndef f():\n    from alarm_pl import module\n"
+        "from alarm_pl.models import policy\nimport alarm_pl.modules_other\n"
+    )
     assert module_imports(source) == ["alarm_pl.module", "alarm_pl.module", "alarm_pl.module"]
 
 
@@ -79,9 +85,15 @@ def test_no_file_imports_the_module(package: str) -> None:
 
 
 def test_importing_callbacks_and_eval_does_not_load_the_module() -> None:
-    names = [".".join(f.relative_to(PACKAGE.parent).with_suffix("").parts) for package in NO_MODULE
-             for f in sorted((PACKAGE / package).rglob("*.py")) if f.name != "__main__.py"]
-    code = (f"import importlib, sys\nfor name in {names!r}:\n    importlib.import_module(name)\n"
-            "print('alarm_pl.module' in sys.modules)")
+    names = [
+        ".".join(f.relative_to(PACKAGE.parent).with_suffix("").parts)
+        for package in NO_MODULE
+        for f in sorted((PACKAGE / package).rglob("*.py"))
+        if f.name != "__main__.py"
+    ]
+    code = (
+        f"import importlib, sys\nfor name in {names!r}:\n    importlib.import_module(name)\n"
+        "print('alarm_pl.module' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr

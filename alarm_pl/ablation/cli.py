@@ -42,20 +42,31 @@ def build_parser() -> Any:
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     parser = ArgumentParser(prog="python -m alarm_pl.ablation", description=__doc__.split("\n\n")[1])
     parser.add_argument("--config", type=str, required=True, help="the training configuration of every run")
-    parser.add_argument("--strategies", nargs="+", type=str, default=list(STRATEGIES),
-                        help=f"reward strategies to train (default: all of {list(STRATEGIES)})")
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        type=str,
+        default=list(STRATEGIES),
+        help=f"reward strategies to train (default: all of {list(STRATEGIES)})",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seed_everything of the runs")
     parser.add_argument("--out", type=str, required=True, help="the sweep's directory (created; reused to resume)")
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time (subprocesses)")
-    parser.add_argument("--sweep", nargs="*", type=str, default=[],
-                        help="further swept keys, KEY=V1,V2 each (e.g. model.selection.mode=fixed,auto); every "
-                             "strategy is trained with every combination")
+    parser.add_argument(
+        "--sweep",
+        nargs="*",
+        type=str,
+        default=[],
+        help="further swept keys, KEY=V1,V2 each (e.g. model.selection.mode=fixed,auto); every "
+        "strategy is trained with every combination",
+    )
     parser.add_argument("--baseline", type=bool, default=True, help="also test the starting policy (system 'start')")
     parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the confidence intervals")
     parser.add_argument("--dry_run", type=bool, default=False, help="print the runs' command lines and stop")
     parser.add_argument("--log_level", type=str, default="INFO", help="logging level (DEBUG, INFO, WARNING)")
-    parser.add_argument("--judge", type=JudgeConfig, default=JudgeConfig(),
-                        help="the LLM judge (skipped without --judge.model)")
+    parser.add_argument(
+        "--judge", type=JudgeConfig, default=JudgeConfig(), help="the LLM judge (skipped without --judge.model)"
+    )
     return parser
 
 
@@ -65,7 +76,7 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     if "--" not in argv:
         return argv, []
     cut = argv.index("--")
-    return argv[:cut], argv[cut + 1:]
+    return argv[:cut], argv[cut + 1 :]
 
 
 def _judge(args: Any) -> JudgeConfig:
@@ -75,8 +86,13 @@ def _judge(args: Any) -> JudgeConfig:
 
 def _commit() -> Optional[str]:
     try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent)
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
@@ -87,21 +103,33 @@ def _progress(outcome: Outcome, done: int, total: int) -> None:
     if outcome.status == "failed":
         log.error("[%d/%d] %s failed: %s", done, total, run.name, outcome.error)
     else:
-        log.info("[%d/%d] %s %s (%.0f s)", done, total, run.name, "reused" if outcome.status == "reused" else "done",
-                 outcome.wall_s or 0.0)
+        log.info(
+            "[%d/%d] %s %s (%.0f s)",
+            done,
+            total,
+            run.name,
+            "reused" if outcome.status == "reused" else "done",
+            outcome.wall_s or 0.0,
+        )
 
 
 def cost(outcomes: Sequence[Outcome], wall_s: float, parallel: int) -> dict:
     """The sweep's cost: this invocation's wall time, and the finished runs' own wall and CPU seconds."""
     finished = [o for o in outcomes if o.status != "failed"]
     trained = [o.wall_s for o in finished if o.run.seed is not None and o.wall_s is not None]
-    return {"wall_s": wall_s, "parallel": parallel, "cpus": os.cpu_count(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
-            "ran": sum(o.status == "ran" for o in outcomes), "reused": sum(o.status == "reused" for o in outcomes),
-            "failed": sum(o.status == "failed" for o in outcomes),
-            "run_wall_s": sum(o.wall_s or 0.0 for o in finished), "run_cpu_s": sum(o.cpu_s or 0.0 for o in finished),
-            "mean_run_wall_s": sum(trained) / len(trained) if trained else None,
-            "runs": {o.run.name: {"status": o.status, "wall_s": o.wall_s, "cpu_s": o.cpu_s} for o in outcomes}}
+    return {
+        "wall_s": wall_s,
+        "parallel": parallel,
+        "cpus": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "ran": sum(o.status == "ran" for o in outcomes),
+        "reused": sum(o.status == "reused" for o in outcomes),
+        "failed": sum(o.status == "failed" for o in outcomes),
+        "run_wall_s": sum(o.wall_s or 0.0 for o in finished),
+        "run_cpu_s": sum(o.cpu_s or 0.0 for o in finished),
+        "mean_run_wall_s": sum(trained) / len(trained) if trained else None,
+        "runs": {o.run.name: {"status": o.status, "wall_s": o.wall_s, "cpu_s": o.cpu_s} for o in outcomes},
+    }
 
 
 def sweep(args: Any, extra: list[str], argv: Sequence[str]) -> int:
@@ -122,17 +150,27 @@ def sweep(args: Any, extra: list[str], argv: Sequence[str]) -> int:
     outcomes = run_all(runs, commands, args.parallel, _progress)
     names = [name for name, _ in systems(args.strategies, sweeps)]
     results = evaluate(outcomes, names, args.seeds, out, _judge(args), args.confidence)
-    results["sweep"] = {"config": args.config, "command": "python -m alarm_pl.ablation " + shlex.join(argv),
-                        "overrides": extra, "strategies": list(args.strategies), "seeds": list(args.seeds),
-                        "sweeps": {s.key: list(s.values) for s in sweeps}, "confidence": args.confidence,
-                        "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": _commit()}
+    results["sweep"] = {
+        "config": args.config,
+        "command": "python -m alarm_pl.ablation " + shlex.join(argv),
+        "overrides": extra,
+        "strategies": list(args.strategies),
+        "seeds": list(args.seeds),
+        "sweeps": {s.key: list(s.values) for s in sweeps},
+        "confidence": args.confidence,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "commit": _commit(),
+    }
     results["cost"] = cost(outcomes, time.perf_counter() - start, args.parallel)
     write_report(results, out)
     log.info("wrote %s", out / "report.md")
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
-        log.error("%d run(s) failed (%s); rerun the same command to retry them", len(failed),
-                  ", ".join(o.run.name for o in failed))
+        log.error(
+            "%d run(s) failed (%s); rerun the same command to retry them",
+            len(failed),
+            ", ".join(o.run.name for o in failed),
+        )
     return 1 if failed else 0
 
 

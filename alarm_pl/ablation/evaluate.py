@@ -35,8 +35,11 @@ def train_summary(run_directory: Path) -> dict:
             for row in csv.DictReader(handle):
                 last.update({key: float(value) for key, value in row.items() if value not in (None, "")})
     summary = {key.removeprefix("train/"): last[key] for key in TRAIN_KEYS if key in last}
-    active = sorted(key.split("/")[2] for key, value in last.items()
-                    if key.startswith("train/selection/") and key.endswith("/active") and value == 1.0)
+    active = sorted(
+        key.split("/")[2]
+        for key, value in last.items()
+        if key.startswith("train/selection/") and key.endswith("/active") and value == 1.0
+    )
     if any(key.startswith("train/selection/") for key in last):
         summary["active_aspects"] = active
     return summary
@@ -71,8 +74,14 @@ def seeds_with_every_system(records: dict, systems: Sequence[str], seeds: Sequen
     return [seed for seed in seeds if all(seed in records.get(system, {}) for system in systems)]
 
 
-def evaluate(outcomes: Sequence[Outcome], systems: Sequence[str], seeds: Sequence[int], out: Path,
-             judge: JudgeConfig, confidence: float = 0.95) -> dict:
+def evaluate(
+    outcomes: Sequence[Outcome],
+    systems: Sequence[str],
+    seeds: Sequence[int],
+    out: Path,
+    judge: JudgeConfig,
+    confidence: float = 0.95,
+) -> dict:
     """Per-run metrics, their intervals per system, and win rates per metric aggregated over the compared seeds.
 
     Args:
@@ -87,16 +96,26 @@ def evaluate(outcomes: Sequence[Outcome], systems: Sequence[str], seeds: Sequenc
     runs = []
     for outcome in outcomes:
         run = outcome.run
-        entry = {"system": run.system, "seed": run.seed, "status": outcome.status, "wall_s": outcome.wall_s,
-                 "cpu_s": outcome.cpu_s, "directory": str(run.directory), "error": outcome.error}
+        entry = {
+            "system": run.system,
+            "seed": run.seed,
+            "status": outcome.status,
+            "wall_s": outcome.wall_s,
+            "cpu_s": outcome.cpu_s,
+            "directory": str(run.directory),
+            "error": outcome.error,
+        }
         if run.seed in records.get(run.system, {}):
             entry["metrics"] = run_metrics(records[run.system][run.seed])
             entry["train"] = train_summary(run.directory)
         runs.append(entry)
     compared = [*systems, *([START] if START in records else [])]
-    metrics = {system: summarise_metrics({r["seed"]: r["metrics"] for r in runs
-                                          if r["system"] == system and "metrics" in r}, confidence)
-               for system in compared}
+    metrics = {
+        system: summarise_metrics(
+            {r["seed"]: r["metrics"] for r in runs if r["system"] == system and "metrics" in r}, confidence
+        )
+        for system in compared
+    }
     per_seed = {}
     for seed in seeds_with_every_system(records, systems, seeds):
         seed_systems = {s: records[s][seed] for s in systems}
@@ -104,30 +123,45 @@ def evaluate(outcomes: Sequence[Outcome], systems: Sequence[str], seeds: Sequenc
             seed_systems[START] = records[START][None]
         per_seed[seed] = compare_seed(seed_systems, out / "compare" / f"seed{seed}", judge)
         log.info("seed %d compared: %s", seed, out / "compare" / f"seed{seed}" / "report.md")
-    return {"systems": compared, "runs": runs, "metrics": metrics, "compared_seeds": list(per_seed),
-            "win_rates": aggregate_win_rates(per_seed, compared, systems, confidence),
-            "judge": aggregate_judge(per_seed, compared, systems, confidence),
-            "consistency": {seed: result["consistency"] for seed, result in per_seed.items()}}
+    return {
+        "systems": compared,
+        "runs": runs,
+        "metrics": metrics,
+        "compared_seeds": list(per_seed),
+        "win_rates": aggregate_win_rates(per_seed, compared, systems, confidence),
+        "judge": aggregate_judge(per_seed, compared, systems, confidence),
+        "consistency": {seed: result["consistency"] for seed, result in per_seed.items()},
+    }
 
 
-def aggregate_win_rates(per_seed: dict[int, dict], compared: Sequence[str], strategies: Sequence[str],
-                        confidence: float) -> dict:
+def aggregate_win_rates(
+    per_seed: dict[int, dict], compared: Sequence[str], strategies: Sequence[str], confidence: float
+) -> dict:
     """metric -> ``{higher_is_better, pairs, avg}`` with intervals over the seeds (``stats.summarise_win_rates``)."""
     if not per_seed:
         return {}
     names = list(next(iter(per_seed.values()))["win_rates"])
-    return {metric: {"higher_is_better": next(iter(per_seed.values()))["win_rates"][metric]["higher_is_better"],
-                     **summarise_win_rates({seed: r["win_rates"][metric] for seed, r in per_seed.items()},
-                                           compared, strategies, confidence)}
-            for metric in names}
+    return {
+        metric: {
+            "higher_is_better": next(iter(per_seed.values()))["win_rates"][metric]["higher_is_better"],
+            **summarise_win_rates(
+                {seed: r["win_rates"][metric] for seed, r in per_seed.items()}, compared, strategies, confidence
+            ),
+        }
+        for metric in names
+    }
 
 
-def aggregate_judge(per_seed: dict[int, dict], compared: Sequence[str], strategies: Sequence[str],
-                    confidence: float) -> Optional[dict]:
+def aggregate_judge(
+    per_seed: dict[int, dict], compared: Sequence[str], strategies: Sequence[str], confidence: float
+) -> Optional[dict]:
     """The judge's win rates over seeds, its model and its errors; None when the judge did not run."""
     judged = {seed: r["judge"] for seed, r in per_seed.items() if r.get("judge") and "pairs" in r["judge"]}
-    errors = [f"seed {seed}: {r['judge']['error']}" for seed, r in per_seed.items()
-              if r.get("judge") and "error" in r["judge"]]
+    errors = [
+        f"seed {seed}: {r['judge']['error']}"
+        for seed, r in per_seed.items()
+        if r.get("judge") and "error" in r["judge"]
+    ]
     if not judged and not errors:
         return None
     model = next((j["model"] for j in judged.values()), None)

@@ -106,8 +106,9 @@ def systems(strategies: Sequence[str], sweeps: Sequence[Sweep]) -> list[tuple[st
     return out
 
 
-def plan_runs(strategies: Sequence[str], seeds: Sequence[int], sweeps: Sequence[Sweep], out: Path,
-              baseline: bool) -> list[Run]:
+def plan_runs(
+    strategies: Sequence[str], seeds: Sequence[int], sweeps: Sequence[Sweep], out: Path, baseline: bool
+) -> list[Run]:
     """The runs: the starting policy first (when ``baseline``), then every system × seed, seed by seed."""
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"--seeds must be distinct and at least one, got {list(seeds)}")
@@ -125,8 +126,18 @@ def command(run: Run, config: str, extra: Sequence[str]) -> list[str]:
     subcommand = "test" if run.system == START else "fit"
     args = [sys.executable, "-m", "alarm_pl", subcommand, "--config", config, *extra, *run.overrides]
     args += ["--seed_everything", str(run.seed if run.seed is not None else 0)]
-    logger = json.dumps({"class_path": "lightning.pytorch.loggers.CSVLogger",
-                         "init_args": {"save_dir": str(run.directory), "name": "logs"}})
-    args += ["--trainer.default_root_dir", str(run.directory), "--trainer.logger", logger,
-             "--model.generations_dir", str(run.generations_dir)]
+    logger = json.dumps(
+        {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": str(run.directory), "name": "logs"},
+        }
+    )
+    args += [
+        "--trainer.default_root_dir",
+        str(run.directory),
+        "--trainer.logger",
+        logger,
+        "--model.generations_dir",
+        str(run.generations_dir),
+    ]
     return args + (["--test_after_fit", "true"] if subcommand == "fit" else [])

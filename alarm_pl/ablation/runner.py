@@ -1,9 +1,9 @@
 """Running the sweep's runs as subprocesses, one after another or N at a time, and resuming an interrupted sweep.
 
 A run is finished when its marker ``done.json`` exists, names the same command line and configuration file contents
-(the sweep's settings did not change) and its test generation file is there with the recorded SHA-256. The marker is written atomically after the
-process exited 0 and its test generation file was read back whole, so a run killed at any point before that is
-redone from scratch (its directory is emptied first) and a finished one is never redone.
+(the sweep's settings did not change) and its test generation file is there with the recorded SHA-256. The marker is
+written atomically after the process exited 0 and its test generation file was read back whole, so a run killed at any
+point before that is redone from scratch (its directory is emptied first) and a finished one is never redone.
 """
 
 from __future__ import annotations
@@ -84,14 +84,19 @@ def finished(run: Run, command: Sequence[str]) -> Optional[dict]:
         return None
     record = json.loads(marker.read_text(encoding="utf-8"))
     if record["command"] != list(command[1:]):
-        raise SweepMismatch(f"{marker}: this run was made by another command line:\n  {' '.join(record['command'])}\n"
-                            f"now planned:\n  {' '.join(command[1:])}\nthe configuration, overrides or sweep changed; "
-                            f"use another --out, or delete {run.directory} to redo it")
-    changed = [path for path, digest in config_digests(command).items()
-               if record.get("config_sha256", {}).get(path) != digest]
+        raise SweepMismatch(
+            f"{marker}: this run was made by another command line:\n  {' '.join(record['command'])}\n"
+            f"now planned:\n  {' '.join(command[1:])}\nthe configuration, overrides or sweep changed; "
+            f"use another --out, or delete {run.directory} to redo it"
+        )
+    changed = [
+        path for path, digest in config_digests(command).items() if record.get("config_sha256", {}).get(path) != digest
+    ]
     if changed:
-        raise SweepMismatch(f"{marker}: {', '.join(changed)} changed since this run was made; use another --out, or "
-                            f"delete {run.directory} to redo it")
+        raise SweepMismatch(
+            f"{marker}: {', '.join(changed)} changed since this run was made; use another --out, or "
+            f"delete {run.directory} to redo it"
+        )
     test_file = run.directory / record["test_file"]
     if not test_file.is_file() or _sha256(test_file) != record["sha256"]:
         log.warning("%s: its test file %s is missing or changed; the run is redone", run.name, test_file)
@@ -121,10 +126,16 @@ def execute(run: Run, command: Sequence[str], env: dict) -> Outcome:
     if test_file is None:
         return Outcome(run, "failed", wall, cpu, error=f"no test generation file under {run.generations_dir}")
     records = read_generations(test_file)  # raises on a malformed file: a run is finished only with a whole one
-    marker = {"command": list(command[1:]), "config_sha256": config_digests(command),
-              "test_file": str(test_file.relative_to(run.directory)),
-              "records": len(records), "sha256": _sha256(test_file), "wall_s": wall, "cpu_s": cpu,
-              "finished_at": datetime.datetime.now().isoformat(timespec="seconds")}
+    marker = {
+        "command": list(command[1:]),
+        "config_sha256": config_digests(command),
+        "test_file": str(test_file.relative_to(run.directory)),
+        "records": len(records),
+        "sha256": _sha256(test_file),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
     write_text_atomic(run.directory / MARKER, json.dumps(marker, indent=2) + "\n")
     return Outcome(run, "ran", wall, cpu, test_file)
 
@@ -138,8 +149,12 @@ def child_environment(parallel: int) -> dict:
     return env
 
 
-def run_all(runs: Sequence[Run], commands: dict[str, list[str]], parallel: int,
-            on_outcome: Optional[Callable[[Outcome, int, int], None]] = None) -> list[Outcome]:
+def run_all(
+    runs: Sequence[Run],
+    commands: dict[str, list[str]],
+    parallel: int,
+    on_outcome: Optional[Callable[[Outcome, int, int], None]] = None,
+) -> list[Outcome]:
     """Every run, finished ones reused, the others executed ``parallel`` at a time (in the given order).
 
     Args:
@@ -160,8 +175,9 @@ def run_all(runs: Sequence[Run], commands: dict[str, list[str]], parallel: int,
         if marker is None:
             todo.append(run)
         else:
-            outcomes[run.name] = Outcome(run, "reused", marker["wall_s"], marker.get("cpu_s"),
-                                         run.directory / marker["test_file"])
+            outcomes[run.name] = Outcome(
+                run, "reused", marker["wall_s"], marker.get("cpu_s"), run.directory / marker["test_file"]
+            )
     done = len(outcomes)
     for outcome in outcomes.values():
         if on_outcome:

@@ -30,8 +30,14 @@ class Interval:
     confidence: float = 0.95
 
     def to_json(self) -> dict:
-        return {"mean": self.mean, "ci_low": self.low, "ci_high": self.high, "sd": self.sd, "n": self.n,
-                "confidence": self.confidence}
+        return {
+            "mean": self.mean,
+            "ci_low": self.low,
+            "ci_high": self.high,
+            "sd": self.sd,
+            "n": self.n,
+            "confidence": self.confidence,
+        }
 
 
 def t_interval(values: Sequence[Optional[float]], confidence: float = 0.95) -> Interval:
@@ -68,11 +74,17 @@ def with_sentence_metrics(records: Sequence[GenerationRecord]) -> list[Generatio
         if record.reference is None:
             out.append(record)
             continue
-        extra = {SENTENCE_CHRF: sacrebleu.sentence_chrf(record.generation, [record.reference]).score,
-                 SENTENCE_BLEU: sacrebleu.sentence_bleu(record.generation, [record.reference]).score}
-        out.append(dataclasses.replace(record, aspects={**record.aspects, **extra},
-                                       aspect_higher_is_better={**record.aspect_higher_is_better,
-                                                                **dict.fromkeys(extra, True)}))
+        extra = {
+            SENTENCE_CHRF: sacrebleu.sentence_chrf(record.generation, [record.reference]).score,
+            SENTENCE_BLEU: sacrebleu.sentence_bleu(record.generation, [record.reference]).score,
+        }
+        out.append(
+            dataclasses.replace(
+                record,
+                aspects={**record.aspects, **extra},
+                aspect_higher_is_better={**record.aspect_higher_is_better, **dict.fromkeys(extra, True)},
+            )
+        )
     return out
 
 
@@ -107,8 +119,9 @@ def summarise_metrics(per_seed: Mapping[int, Mapping[str, float]], confidence: f
     return {name: t_interval([metrics.get(name) for metrics in per_seed.values()], confidence) for name in names}
 
 
-def summarise_win_rates(per_seed: Mapping[int, dict], systems: Sequence[str], avg_over: Sequence[str],
-                        confidence: float = 0.95) -> dict:
+def summarise_win_rates(
+    per_seed: Mapping[int, dict], systems: Sequence[str], avg_over: Sequence[str], confidence: float = 0.95
+) -> dict:
     """Win rates of one metric aggregated over seeds.
 
     Args:
@@ -121,8 +134,14 @@ def summarise_win_rates(per_seed: Mapping[int, dict], systems: Sequence[str], av
         ``{"pairs": a -> b -> interval of the per-seed win rates, "avg": a -> interval of the per-seed Avg.}``; Avg. of
         a seed is the mean of a's defined win rates against the other systems of ``avg_over``.
     """
-    pairs = {a: {b: t_interval([table["pairs"][a][b]["win_rate"] for table in per_seed.values()], confidence)
-                 for b in systems if b != a} for a in systems}
+    pairs = {
+        a: {
+            b: t_interval([table["pairs"][a][b]["win_rate"] for table in per_seed.values()], confidence)
+            for b in systems
+            if b != a
+        }
+        for a in systems
+    }
     avg = {}
     for a in systems:
         seed_avgs = []

@@ -48,8 +48,13 @@ keep their size and leave the rows above the tokenizer unused, as T5's 32,128 ro
 SHARD_SIZE = "5GB"
 _VERSION = 2  # 2: RoBERTa-family merges learnt with the saved add_prefix_space
 Head = Literal["lm", "sequence", "token"]
-_FAMILIES = {"t5": ("t5", 100), "mt5": ("t5", 0), "llama": ("llama", 0), "roberta": ("roberta", 0),
-             "longformer": ("roberta", 0)}
+_FAMILIES = {
+    "t5": ("t5", 100),
+    "mt5": ("t5", 0),
+    "llama": ("llama", 0),
+    "roberta": ("roberta", 0),
+    "longformer": ("roberta", 0),
+}
 """model_type → (tokenizer family, default sentinels) for ``dummy:<path>`` architectures."""
 
 
@@ -88,18 +93,22 @@ def load_architecture(spec: str, what: str) -> Architecture:
         data = json.loads((ARCHITECTURES_DIR / f"{spec}.json").read_text(encoding="utf-8"))
         return Architecture(spec, data["config"], data["tokenizer"], data.get("checkpoint_renames", {}))
     if "/" not in spec and not spec.endswith(".json"):
-        raise ValueError(f"{what}: unknown dummy architecture 'dummy:{spec}'; shipped: {shipped_architectures()}, "
-                         f"or give 'dummy:/path/to/config.json'")
+        raise ValueError(
+            f"{what}: unknown dummy architecture 'dummy:{spec}'; shipped: {shipped_architectures()}, "
+            f"or give 'dummy:/path/to/config.json'"
+        )
     path = Path(spec).expanduser()
     path = path / "config.json" if path.is_dir() else path
     if not path.is_file():
-        raise FileNotFoundError(f"{what}: 'dummy:{spec}': {path} does not exist (give a config.json or a directory "
-                                f"holding one)")
+        raise FileNotFoundError(
+            f"{what}: 'dummy:{spec}': {path} does not exist (give a config.json or a directory holding one)"
+        )
     config = json.loads(path.read_text(encoding="utf-8"))
     model_type = config.get("model_type")
     if model_type not in _FAMILIES:
-        raise ValueError(f"{what}: {path}: model_type {model_type!r} has no dummy tokenizer family; supported: "
-                         f"{sorted(_FAMILIES)}")
+        raise ValueError(
+            f"{what}: {path}: model_type {model_type!r} has no dummy tokenizer family; supported: {sorted(_FAMILIES)}"
+        )
     family, extra_ids = _FAMILIES[model_type]
     return Architecture(str(path), config, {"family": family, "extra_ids": extra_ids})
 
@@ -118,9 +127,11 @@ def with_overrides(arch: Architecture, overrides: Optional[Mapping[str, Any]], w
     unknown = sorted(k for k in overrides if k not in defaults and k not in arch.config)
     if "model_type" in overrides or unknown:
         bad = ["model_type"] if "model_type" in overrides else unknown
-        raise ValueError(f"{what}: dummy_overrides keys {bad} are not config.json keys of model_type "
-                         f"{arch.config['model_type']!r} (or change the model class); known keys include "
-                         f"{sorted(k for k in defaults if not k.startswith('_'))[:40]}")
+        raise ValueError(
+            f"{what}: dummy_overrides keys {bad} are not config.json keys of model_type "
+            f"{arch.config['model_type']!r} (or change the model class); known keys include "
+            f"{sorted(k for k in defaults if not k.startswith('_'))[:40]}"
+        )
     return replace(arch, config={**arch.config, **dict(overrides)})
 
 
@@ -195,8 +206,13 @@ def dummy_tokenizer(spec: Mapping[str, Any], vocab_size: int):
     return tokenizer
 
 
-def ensure_dummy_checkpoint(reference: str, what: str, head: Head = "lm",
-                            overrides: Optional[Mapping[str, Any]] = None, device: Optional[str] = None) -> Path:
+def ensure_dummy_checkpoint(
+    reference: str,
+    what: str,
+    head: Head = "lm",
+    overrides: Optional[Mapping[str, Any]] = None,
+    device: Optional[str] = None,
+) -> Path:
     """The checkpoint directory of a ``dummy:`` reference, built on first use (see the module docstring).
 
     Args:
@@ -210,22 +226,26 @@ def ensure_dummy_checkpoint(reference: str, what: str, head: Head = "lm",
         RuntimeError: a large architecture without CUDA or bound for the CPU.
         ValueError, FileNotFoundError: see ``load_architecture`` and ``with_overrides``.
     """
-    arch = with_overrides(load_architecture(reference[len(DUMMY_SCHEME):], what), overrides, what)
+    arch = with_overrides(load_architecture(reference[len(DUMMY_SCHEME) :], what), overrides, what)
     count = parameter_count(arch, head)
     on_cpu = not torch.cuda.is_available() or (device is not None and torch.device(device).type == "cpu")
     if count > LARGE_DUMMY_PARAMS and on_cpu:
         raise RuntimeError(
             f"{what}: {reference} has {count / 1e9:.1f} B parameters; full-size dummy models are for GPUs and are "
             f"never materialised on a CPU ({'no CUDA device' if not torch.cuda.is_available() else 'device cpu'}). "
-            f"Shrink it with dummy_overrides (e.g. {_shrink_hint(arch)}) or run it on a GPU.")
+            f"Shrink it with dummy_overrides (e.g. {_shrink_hint(arch)}) or run it on a GPU."
+        )
     build_device = "cuda" if count > LARGE_DUMMY_PARAMS else "cpu"
-    key = json.dumps([_VERSION, arch.config, arch.tokenizer, arch.checkpoint_renames, head, build_device],
-                     sort_keys=True)
+    key = json.dumps(
+        [_VERSION, arch.config, arch.tokenizer, arch.checkpoint_renames, head, build_device], sort_keys=True
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()
     label = re.sub(r"[^\w.-]+", "_", Path(arch.name).stem if "/" in arch.name else arch.name)
-    return build_once(cache_dir() / "dummy" / f"{label}-{head}-{digest[:10]}",
-                      lambda out: build_dummy_checkpoint(arch, head, out, int(digest[:8], 16), build_device),
-                      reference)
+    return build_once(
+        cache_dir() / "dummy" / f"{label}-{head}-{digest[:10]}",
+        lambda out: build_dummy_checkpoint(arch, head, out, int(digest[:8], 16), build_device),
+        reference,
+    )
 
 
 def build_dummy_checkpoint(arch: Architecture, head: Head, out_dir: Path, seed: int, device: str = "cpu") -> None:
@@ -238,8 +258,10 @@ def build_dummy_checkpoint(arch: Architecture, head: Head, out_dir: Path, seed: 
     config = hf_config(arch)
     tokenizer = dummy_tokenizer(arch.tokenizer, config.vocab_size)
     if len(tokenizer) > config.vocab_size:
-        raise ValueError(f"dummy {arch.name}: vocab_size {config.vocab_size} is smaller than the {len(tokenizer)} ids "
-                         f"of its {arch.tokenizer['family']} tokenizer; raise vocab_size in dummy_overrides")
+        raise ValueError(
+            f"dummy {arch.name}: vocab_size {config.vocab_size} is smaller than the {len(tokenizer)} ids "
+            f"of its {arch.tokenizer['family']} tokenizer; raise vocab_size in dummy_overrides"
+        )
     dtype = getattr(torch, str(getattr(config, "dtype", None) or "float32").replace("torch.", ""))
     with preserved_rng_states():  # a run that builds the checkpoint draws the same random numbers as one that finds it
         torch.manual_seed(seed)
@@ -251,8 +273,14 @@ def build_dummy_checkpoint(arch: Architecture, head: Head, out_dir: Path, seed: 
         state = {_renamed(k, arch.checkpoint_renames): v for k, v in model.state_dict().items()}
     model.save_pretrained(out_dir, state_dict=state, max_shard_size=SHARD_SIZE)
     tokenizer.save_pretrained(out_dir)
-    provenance = {"architecture": arch.name, "head": head, "seed": seed, "build_device": device,
-                  "parameters": sum(p.numel() for p in model.parameters()), "config": arch.config}
+    provenance = {
+        "architecture": arch.name,
+        "head": head,
+        "seed": seed,
+        "build_device": device,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "config": arch.config,
+    }
     (out_dir / "dummy.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
     del model
     if device == "cuda":
@@ -267,9 +295,24 @@ def _renamed(name: str, renames: Mapping[str, str]) -> str:
 
 def _shrink_hint(arch: Architecture) -> dict:
     """A small override set for the architecture's model type (for the refusal message)."""
-    hints = {"llama": {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128,
-                       "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 2048},
-             "t5": {"num_layers": 2, "num_decoder_layers": 2, "d_model": 64, "d_ff": 128, "num_heads": 4,
-                    "d_kv": 16, "vocab_size": 2048}}
+    hints = {
+        "llama": {
+            "num_hidden_layers": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "vocab_size": 2048,
+        },
+        "t5": {
+            "num_layers": 2,
+            "num_decoder_layers": 2,
+            "d_model": 64,
+            "d_ff": 128,
+            "num_heads": 4,
+            "d_kv": 16,
+            "vocab_size": 2048,
+        },
+    }
     family = {"mt5": "t5"}.get(arch.config["model_type"], arch.config["model_type"])
     return hints.get(family, {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4})

@@ -64,7 +64,9 @@ class TinySpec:
     sft_lr: float = 3e-3
     sft_batch_size: int = 32
     sft_data: str = "alarm_pl.data.prompts.TinyMTDataModule"
-    sft_data_args: dict = field(default_factory=lambda: {"num_train": 512, "train_pool": "sft", "sloppy_references": 0.6})
+    sft_data_args: dict = field(
+        default_factory=lambda: {"num_train": 512, "train_pool": "sft", "sloppy_references": 0.6}
+    )
     seed: int = 0
 
 
@@ -94,8 +96,9 @@ def ensure_tiny_asset(name: str, key: str = "model path") -> Path:
         raise ValueError(f"{key}: unknown tiny asset 'tiny:{name}'; known: {sorted(TINY_ASSETS)}")
     spec = TINY_ASSETS[name]
     digest = hashlib.sha256(json.dumps([_VERSION, asdict(spec)], sort_keys=True).encode()).hexdigest()[:10]
-    return build_once(cache_dir() / "tiny" / f"{name}-{digest}", lambda out: build_tiny_asset(spec, out),
-                      f"tiny:{name}")
+    return build_once(
+        cache_dir() / "tiny" / f"{name}-{digest}", lambda out: build_tiny_asset(spec, out), f"tiny:{name}"
+    )
 
 
 def build_tiny_asset(spec: TinySpec, out_dir: Path) -> None:
@@ -126,8 +129,12 @@ def preserved_rng_states() -> Iterator[None]:
     """Run the body, then put back the torch (CPU and CUDA), numpy and Python random states of before."""
     import numpy as np
 
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-              torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
+    states = (
+        random.getstate(),
+        np.random.get_state(),
+        torch.get_rng_state(),
+        torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+    )
     try:
         yield
     finally:
@@ -139,19 +146,47 @@ def preserved_rng_states() -> Iterator[None]:
 
 
 def _build_model(spec: TinySpec, tokenizer):
-    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
+    from transformers import (
+        GPT2Config,
+        GPT2ForSequenceClassification,
+        GPT2LMHeadModel,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
 
     vocab = len(tokenizer)
     if spec.kind == "seq2seq":
-        config = T5Config(vocab_size=vocab, d_model=spec.width, d_ff=4 * spec.width, d_kv=spec.width // spec.heads,
-                          num_layers=spec.layers, num_decoder_layers=spec.layers, num_heads=spec.heads,
-                          relative_attention_num_buckets=16, dropout_rate=0.0, feed_forward_proj="relu",
-                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                          decoder_start_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+        config = T5Config(
+            vocab_size=vocab,
+            d_model=spec.width,
+            d_ff=4 * spec.width,
+            d_kv=spec.width // spec.heads,
+            num_layers=spec.layers,
+            num_decoder_layers=spec.layers,
+            num_heads=spec.heads,
+            relative_attention_num_buckets=16,
+            dropout_rate=0.0,
+            feed_forward_proj="relu",
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=True,
+        )
         return T5ForConditionalGeneration(config)
-    config = GPT2Config(vocab_size=vocab, n_embd=spec.width, n_layer=spec.layers, n_head=spec.heads, n_positions=256,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, num_labels=1)
+    config = GPT2Config(
+        vocab_size=vocab,
+        n_embd=spec.width,
+        n_layer=spec.layers,
+        n_head=spec.heads,
+        n_positions=256,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=1,
+    )
     return GPT2ForSequenceClassification(config) if spec.kind == "reward" else GPT2LMHeadModel(config)
 
 
@@ -166,19 +201,31 @@ def _supervised_warm_start(start_dir: str, spec: TinySpec, out_dir: Path) -> Non
     from alarm_pl.sft import SFTModule
 
     module_name, _, class_name = spec.sft_data.rpartition(".")
-    data = getattr(importlib.import_module(module_name), class_name)(**spec.sft_data_args,
-                                                                     batch_size=spec.sft_batch_size)
-    module = SFTModule(policy=PolicyConfig(model_name_or_path=start_dir, lora_r=0),
-                       optimizer=functools.partial(torch.optim.AdamW, lr=spec.sft_lr), max_prompt_length=None,
-                       max_target_length=None)
+    data = getattr(importlib.import_module(module_name), class_name)(
+        **spec.sft_data_args, batch_size=spec.sft_batch_size
+    )
+    module = SFTModule(
+        policy=PolicyConfig(model_name_or_path=start_dir, lora_r=0),
+        optimizer=functools.partial(torch.optim.AdamW, lr=spec.sft_lr),
+        max_prompt_length=None,
+        max_target_length=None,
+    )
     lightning_log = logging.getLogger("lightning.pytorch")
     level = lightning_log.level
     lightning_log.setLevel(logging.WARNING)  # no "GPU available" banner (printed by Trainer()) in the caller's run
     try:
-        trainer = pl.Trainer(accelerator="cpu", strategy=SingleDeviceStrategy(torch.device("cpu")),
-                             max_steps=spec.sft_steps, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
-                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False)
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            strategy=SingleDeviceStrategy(torch.device("cpu")),
+            max_steps=spec.sft_steps,
+            max_epochs=-1,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PossibleUserWarning)  # few workers, small batches: expected here
             for expected in ("You have overridden `transfer_batch_to_device`", r"`isinstance\(treespec, LeafSpec\)`"):

@@ -10,8 +10,8 @@ hub:
 - ``byte_tokenizer``: ByT5's byte tokenizer (``transformers.ByT5Tokenizer`` needs no files).
 
 The reward-model families and the dummy-weight models (``alarm_pl.assets.dummy``) get a tokenizer of their real
-family: the real transformers class with the real special tokens and settings, and a vocabulary trained here (``sentencepiece`` for
-the SentencePiece families, the ``tokenizers`` BPE trainer for byte-level BPE):
+family: the real transformers class with the real special tokens and settings, and a vocabulary trained here
+(``sentencepiece`` for the SentencePiece families, the ``tokenizers`` BPE trainer for byte-level BPE):
 
 - ``train_t5_tokenizer``: ``T5Tokenizer`` (T5, mT5): Unigram, ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, no bos, ``</s>``
   appended, NFKC-style normalisation, no byte fallback (unknown characters become ``<unk>``, as with the real
@@ -73,8 +73,9 @@ def train_byte_bpe(texts: Sequence[str], vocab_size: int = 1000) -> PreTrainedTo
 
     kept = _check_texts(texts, "train_byte_bpe")
     if vocab_size < N_BYTES + 2:
-        raise ValueError(f"train_byte_bpe: vocab_size must be at least {N_BYTES + 2} (bytes + specials), "
-                         f"got {vocab_size}")
+        raise ValueError(
+            f"train_byte_bpe: vocab_size must be at least {N_BYTES + 2} (bytes + specials), got {vocab_size}"
+        )
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -117,10 +118,23 @@ def _train_unigram_pieces(texts: list[str], vocab_size: int) -> list[tuple[str, 
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type="unigram",
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True, character_coverage=1.0,
-        normalization_rule_name="identity", add_dummy_prefix=True, remove_extra_whitespaces=False,
-        hard_vocab_limit=False, num_threads=1, minloglevel=2, required_chars=PRINTABLE_ASCII,
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        byte_fallback=True,
+        character_coverage=1.0,
+        normalization_rule_name="identity",
+        add_dummy_prefix=True,
+        remove_extra_whitespaces=False,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+        required_chars=PRINTABLE_ASCII,
     )
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
@@ -156,18 +170,27 @@ def train_sentencepiece(texts: Sequence[str], vocab_size: int = 1000) -> PreTrai
     characters = set(PRINTABLE_ASCII).union(*map(set, kept)) - set(" ")
     needed = len(SP_SPECIALS) + N_BYTES + 1 + len(characters)  # specials, bytes, "▁", one piece per character
     if vocab_size < needed:
-        raise ValueError(f"train_sentencepiece: vocab_size must be at least {needed} for these texts (3 specials, "
-                         f"256 byte pieces, '▁' and {len(characters)} characters), got {vocab_size}")
+        raise ValueError(
+            f"train_sentencepiece: vocab_size must be at least {needed} for these texts (3 specials, "
+            f"256 byte pieces, '▁' and {len(characters)} characters), got {vocab_size}"
+        )
     vocab = _train_unigram_pieces(kept, vocab_size)
     tok = Tokenizer(models.Unigram(vocab, unk_id=SP_SPECIALS.index("<unk>"), byte_fallback=True))
     tok.add_special_tokens(list(SP_SPECIALS))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    tok.decoder = decoders.Sequence([
-        decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0),
-    ])
+    tok.decoder = decoders.Sequence(
+        [
+            decoders.Replace("▁", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
     eos_id = SP_SPECIALS.index("</s>")
     tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos_id)],
+        single="$A </s>",
+        pair="$A </s> $B </s>",
+        special_tokens=[("</s>", eos_id)],
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -210,8 +233,15 @@ def _train_spm(texts: Sequence[str], builder: str, vocab_size: int, **settings):
     kept = _check_texts(texts, builder)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(kept), model_writer=model, vocab_size=vocab_size, hard_vocab_limit=False,
-        character_coverage=1.0, num_threads=1, minloglevel=2, **settings)
+        sentence_iterator=iter(kept),
+        model_writer=model,
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        num_threads=1,
+        minloglevel=2,
+        **settings,
+    )
     proto = sentencepiece_model_pb2.ModelProto()
     proto.ParseFromString(model.getvalue())
     return proto
@@ -236,10 +266,22 @@ def train_t5_tokenizer(texts: Sequence[str], vocab_size: int = 1000, extra_ids: 
 
     pieces = vocab_size - extra_ids
     if pieces < 8:
-        raise ValueError(f"train_t5_tokenizer: vocab_size {vocab_size} leaves {pieces} ids for trained pieces after "
-                         f"{extra_ids} sentinels; give a vocab_size of at least {extra_ids + 8}")
-    proto = _train_spm(texts, "train_t5_tokenizer", pieces, model_type="unigram", pad_id=0, eos_id=1, unk_id=2,
-                       bos_id=-1, byte_fallback=False, normalization_rule_name="nmt_nfkc")
+        raise ValueError(
+            f"train_t5_tokenizer: vocab_size {vocab_size} leaves {pieces} ids for trained pieces after "
+            f"{extra_ids} sentinels; give a vocab_size of at least {extra_ids + 8}"
+        )
+    proto = _train_spm(
+        texts,
+        "train_t5_tokenizer",
+        pieces,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        byte_fallback=False,
+        normalization_rule_name="nmt_nfkc",
+    )
     vocab = [(p.piece, p.score) for p in proto.pieces]
     vocab += [(f"<extra_id_{i}>", 0.0) for i in reversed(range(extra_ids))]
     charsmap = proto.normalizer_spec.precompiled_charsmap or None
@@ -261,14 +303,29 @@ def train_llama_tokenizer(texts: Sequence[str], vocab_size: int = 1000):
     from transformers.tokenization_utils_base import generate_merges
 
     if vocab_size < len(LLAMA_SPECIALS) + N_BYTES + 1:
-        raise ValueError(f"train_llama_tokenizer: vocab_size must exceed {len(LLAMA_SPECIALS) + N_BYTES} (3 specials "
-                         f"and 256 byte pieces), got {vocab_size}")
-    proto = _train_spm(texts, "train_llama_tokenizer", vocab_size, model_type="bpe", unk_id=0, bos_id=1, eos_id=2,
-                       pad_id=-1, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
-                       remove_extra_whitespaces=False, allow_whitespace_only_pieces=True)
+        raise ValueError(
+            f"train_llama_tokenizer: vocab_size must exceed {len(LLAMA_SPECIALS) + N_BYTES} (3 specials "
+            f"and 256 byte pieces), got {vocab_size}"
+        )
+    proto = _train_spm(
+        texts,
+        "train_llama_tokenizer",
+        vocab_size,
+        model_type="bpe",
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        byte_fallback=True,
+        split_digits=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True,
+    )
     vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
-    return LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab), legacy=False, add_bos_token=True,
-                          add_eos_token=False)
+    return LlamaTokenizer(
+        vocab=vocab, merges=generate_merges(vocab), legacy=False, add_bos_token=True, add_eos_token=False
+    )
 
 
 def train_roberta_bpe(texts: Sequence[str], vocab_size: int = 1000, add_prefix_space: bool = True):
@@ -290,12 +347,18 @@ def train_roberta_bpe(texts: Sequence[str], vocab_size: int = 1000, add_prefix_s
 
     kept = _check_texts(texts, "train_roberta_bpe")
     if vocab_size < len(ROBERTA_SPECIALS) + N_BYTES + 1:
-        raise ValueError(f"train_roberta_bpe: vocab_size must exceed {len(ROBERTA_SPECIALS) + N_BYTES} "
-                         f"(4 specials and 256 byte symbols, plus <mask>), got {vocab_size}")
+        raise ValueError(
+            f"train_roberta_bpe: vocab_size must exceed {len(ROBERTA_SPECIALS) + N_BYTES} "
+            f"(4 specials and 256 byte symbols, plus <mask>), got {vocab_size}"
+        )
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)  # merges for the words it sees
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - 1, special_tokens=list(ROBERTA_SPECIALS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 1,
+        special_tokens=list(ROBERTA_SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(kept, trainer=trainer)
     model = json.loads(tok.to_str())["model"]
     vocab = dict(model["vocab"])

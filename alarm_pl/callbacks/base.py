@@ -81,7 +81,9 @@ def rollout_pipeline(callbacks: Sequence[Callback]) -> list[RolloutCallback]:
     for stage, allowed in ((RolloutStage.SELECTION, (0, 1)), (RolloutStage.COMPOSITION, (1,))):
         found = [type(c).__name__ for c in pipeline if c.stage == stage]
         if len(found) not in allowed:
-            raise RuntimeError(f"rollout callbacks: expected {' or '.join(map(str, allowed))} {stage.name.lower()} "
-                               f"callback(s), found {found or 'none'} (the module installs AspectSelection and "
-                               f"RewardComposition through configure_callbacks; do not add or remove them)")
+            raise RuntimeError(
+                f"rollout callbacks: expected {' or '.join(map(str, allowed))} {stage.name.lower()} "
+                f"callback(s), found {found or 'none'} (the module installs AspectSelection and "
+                f"RewardComposition through configure_callbacks; do not add or remove them)"
+            )
     return pipeline

@@ -44,8 +44,10 @@ def active_aspect_reward(rollout: Rollout) -> Tensor:
     """
     missing = [name for name in rollout.active_aspects if name not in rollout.aspect_rewards]
     if missing:
-        raise KeyError(f"RewardComposition: active aspects {missing} have no reward in the rollout "
-                       f"(aspect rewards: {sorted(rollout.aspect_rewards)})")
+        raise KeyError(
+            f"RewardComposition: active aspects {missing} have no reward in the rollout "
+            f"(aspect rewards: {sorted(rollout.aspect_rewards)})"
+        )
     mask = rollout.response_mask.bool()  # (B, T)
     total = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)  # (B, T)
     for name in rollout.active_aspects:
@@ -86,8 +88,15 @@ class RewardComposition(RolloutCallback):
 
     def _compose(self, rollout: Rollout, aspects: Tensor) -> Tensor:
         """(B, T) reward of the configured strategy for a (B, T) aspect part."""
-        return compose_rewards(rollout.holistic, aspects, rollout.response_mask, self.config.strategy,
-                               self.config.threshold, self.config.holistic_weight, degenerate=rollout.degenerate)
+        return compose_rewards(
+            rollout.holistic,
+            aspects,
+            rollout.response_mask,
+            self.config.strategy,
+            self.config.threshold,
+            self.config.holistic_weight,
+            degenerate=rollout.degenerate,
+        )
 
     def on_rollout_scored(self, trainer: Trainer, module: PolicyScorer, rollout: Rollout) -> Rollout:
         """Hand back a new rollout with ``token_rewards`` (B, T) and the reward stats; the input is left unchanged."""
@@ -106,6 +115,7 @@ class RewardComposition(RolloutCallback):
                 stats[f"reward/{name}_mean"] = 0.0
                 continue
             single = dataclasses.replace(rollout, active_aspects=(name,))
-            stats[f"reward/{name}_mean"] = _mean_of_sums(self._compose(rollout, active_aspect_reward(single))
-                                                         - holistic_part)
+            stats[f"reward/{name}_mean"] = _mean_of_sums(
+                self._compose(rollout, active_aspect_reward(single)) - holistic_part
+            )
         return dataclasses.replace(rollout, token_rewards=rewards, stats={**rollout.stats, **stats})

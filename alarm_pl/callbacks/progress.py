@@ -32,7 +32,8 @@ def wants_default_progress_bar(trainer_config: dict) -> bool:
     callbacks = trainer_config.get("callbacks") or []
     callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
     return trainer_config.get("enable_progress_bar") is not False and not any(
-        isinstance(c, ProgressBar) for c in callbacks)
+        isinstance(c, ProgressBar) for c in callbacks
+    )
 
 
 def _is_ppo(module: Any) -> bool:
@@ -57,9 +58,10 @@ def bar_metrics(callback_metrics: dict, ppo: bool, extra: dict) -> dict[str, str
 def _has_console_handler(name: str = LIGHTNING_LOGGER) -> bool:
     """Whether the logger writes to the terminal itself (Lightning's default); otherwise its records go wherever the
     application sent them, and are left there."""
-    return any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr, sys.__stdout__,
-                                                                     sys.__stderr__)
-               for h in logging.getLogger(name).handlers)
+    return any(
+        isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+        for h in logging.getLogger(name).handlers
+    )
 
 
 class RunProgressBar(TQDMProgressBar):

@@ -73,8 +73,12 @@ def take_prompts(batches: Iterable[PromptBatch], n: int) -> Iterator[PromptBatch
             return
         if len(batch) > left:
             cut = slice(0, left)
-            batch = PromptBatch(batch.prompts[cut], batch.references[cut], batch.metadata[cut],
-                                None if batch.indices is None else batch.indices[cut])
+            batch = PromptBatch(
+                batch.prompts[cut],
+                batch.references[cut],
+                batch.metadata[cut],
+                None if batch.indices is None else batch.indices[cut],
+            )
         left -= len(batch)
         yield batch
 
@@ -88,8 +92,9 @@ def measurement_batches(loader: Iterable[PromptBatch], world_size: int, rank: in
     """
     if not isinstance(loader, DataLoader):
         return loader
-    sampler = DistributedSampler(loader.dataset, num_replicas=max(world_size, 1), rank=rank, shuffle=True,
-                                 seed=torch.initial_seed() % 2**63)
+    sampler = DistributedSampler(
+        loader.dataset, num_replicas=max(world_size, 1), rank=rank, shuffle=True, seed=torch.initial_seed() % 2**63
+    )
     batch_size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", 1)
     return DataLoader(loader.dataset, batch_size=batch_size, sampler=sampler, collate_fn=loader.collate_fn)
 
@@ -132,8 +137,10 @@ class AspectSelection(RolloutCallback):
         if self.config.mode != "auto" or self.decided:
             return
         if trainer.train_dataloader is None:
-            raise RuntimeError("AspectSelection (model.selection.mode=auto): the trainer has no training dataloader "
-                               "to draw the selection prompts from")
+            raise RuntimeError(
+                "AspectSelection (model.selection.mode=auto): the trainer has no training dataloader "
+                "to draw the selection prompts from"
+            )
         per_process = math.ceil(self.config.num_prompts / max(trainer.world_size, 1))
         batches = measurement_batches(trainer.train_dataloader, trainer.world_size, getattr(trainer, "global_rank", 0))
         self.selection_pass(pl_module, batches, per_process)
@@ -156,26 +163,33 @@ class AspectSelection(RolloutCallback):
             self._add_pairs(holistic_greedy, holistic_sampled, scores_greedy, scores_sampled)
             seen += len(batch)
         if seen < num_prompts:
-            rank_zero_warn(f"AspectSelection: the selection pass found {seen} training prompts, fewer than the "
-                           f"{num_prompts} asked for (model.selection.num_prompts)")
+            rank_zero_warn(
+                f"AspectSelection: the selection pass found {seen} training prompts, fewer than the "
+                f"{num_prompts} asked for (model.selection.num_prompts)"
+            )
         self._refresh_inconsistency()
         if all(math.isnan(value) for value in self.inconsistency.values()):
             raise RuntimeError(
                 f"AspectSelection (model.selection.mode=auto): after the selection pass on {seen} prompts per process "
                 f"no candidate aspect has {self.config.min_pairs} pairs whose holistic rewards differ "
                 f"(model.selection.min_pairs); raise model.selection.num_prompts, lower min_pairs, or choose the "
-                f"aspects yourself with mode: fixed")
+                f"aspects yourself with mode: fixed"
+            )
         self._decide()
-        rank_zero_info(f"AspectSelection: inconsistency {self._rounded()} on {seen} prompts per process; "
-                       f"active aspects {list(self.active)}")
+        rank_zero_info(
+            f"AspectSelection: inconsistency {self._rounded()} on {seen} prompts per process; "
+            f"active aspects {list(self.active)}"
+        )
 
     # ------------------------------------------------------------------ every rollout
     def on_rollout_scored(self, trainer: Trainer, module: PolicyScorer, rollout: Rollout) -> Rollout:
         """Measure (online), decide when due, and hand back the rollout with ``active_aspects`` and stats."""
         if self.config.mode == "auto" and not self.decided:
-            raise RuntimeError("AspectSelection (model.selection.mode=auto): no decision before the first rollout; "
-                               "the selection pass runs in on_train_start (was the callback used outside "
-                               "Trainer.fit?)")
+            raise RuntimeError(
+                "AspectSelection (model.selection.mode=auto): no decision before the first rollout; "
+                "the selection pass runs in on_train_start (was the callback used outside "
+                "Trainer.fit?)"
+            )
         if self.config.mode == "online":
             self._measure(module, rollout)  # first: a scorer fault here leaves the state of the last rollout
         self.rollouts_seen += 1
@@ -196,16 +210,23 @@ class AspectSelection(RolloutCallback):
         self._add_pairs(holistic_greedy, rollout.holistic, scores_greedy, rollout.scores)
         self._refresh_inconsistency()
 
-    def _add_pairs(self, holistic_a: Tensor, holistic_b: Tensor, scores_a: dict[str, Score],
-                   scores_b: dict[str, Score]) -> None:
+    def _add_pairs(
+        self, holistic_a: Tensor, holistic_b: Tensor, scores_a: dict[str, Score], scores_b: dict[str, Score]
+    ) -> None:
         """Add B pairs (side a: greedy, side b: sampled) of every candidate's oriented metric to the metric."""
         missing = [name for name in self.candidates if name not in scores_a or name not in scores_b]
         if missing:
-            raise KeyError(f"AspectSelection: no score for candidate aspects {missing} among the greedy or the "
-                           f"sampled responses' scores")
+            raise KeyError(
+                f"AspectSelection: no score for candidate aspects {missing} among the greedy or the "
+                f"sampled responses' scores"
+            )
         self.metric.to(holistic_b.device)
-        self.metric.update(holistic_a, holistic_b, {name: scores_a[name].oriented_metric for name in self.candidates},
-                           {name: scores_b[name].oriented_metric for name in self.candidates})
+        self.metric.update(
+            holistic_a,
+            holistic_b,
+            {name: scores_a[name].oriented_metric for name in self.candidates},
+            {name: scores_b[name].oriented_metric for name in self.candidates},
+        )
 
     def _refresh_inconsistency(self) -> None:
         """Counts summed over processes (a collective: every rank decides alike) → per-aspect inconsistency."""
@@ -224,26 +245,33 @@ class AspectSelection(RolloutCallback):
             return False
         if all(math.isnan(value) for value in self.inconsistency.values()):
             if not self._warned_extended:
-                rank_zero_warn(f"AspectSelection: no candidate aspect has {self.config.min_pairs} H-decisive pairs "
-                               f"(model.selection.min_pairs) after {self.rollouts_seen} rollouts; the decision waits")
+                rank_zero_warn(
+                    f"AspectSelection: no candidate aspect has {self.config.min_pairs} H-decisive pairs "
+                    f"(model.selection.min_pairs) after {self.rollouts_seen} rollouts; the decision waits"
+                )
                 self._warned_extended = True
             return False
         return True
 
     def _decide(self) -> None:
         hysteresis = self.config.hysteresis if self.config.mode == "online" else 0.0
-        self.active = select_aspects(self.inconsistency, self.config.max_inconsistency, self.config.top_k,
-                                     frozenset(self.active), hysteresis)
+        self.active = select_aspects(
+            self.inconsistency, self.config.max_inconsistency, self.config.top_k, frozenset(self.active), hysteresis
+        )
         self.last_decision_at = self.rollouts_seen
-        self.history.append({"rollout": self.rollouts_seen, "active": list(self.active),
-                             "inconsistency": dict(self.inconsistency)})
+        self.history.append(
+            {"rollout": self.rollouts_seen, "active": list(self.active), "inconsistency": dict(self.inconsistency)}
+        )
 
     def _rounded(self) -> dict[str, float]:
         return {name: round(value, 4) for name, value in self.inconsistency.items()}
 
     def _stats(self) -> dict[str, float]:
-        stats = {f"selection/{name}/inconsistency": value
-                 for name, value in self.inconsistency.items() if not math.isnan(value)}
+        stats = {
+            f"selection/{name}/inconsistency": value
+            for name, value in self.inconsistency.items()
+            if not math.isnan(value)
+        }
         stats.update({f"selection/{name}/active": float(name in self.active) for name in self.all_candidates})
         stats["selection/num_active"] = float(len(self.active))
         if self.config.mode == "online":
@@ -273,9 +301,11 @@ class AspectSelection(RolloutCallback):
         rounds exactly as in the run that saved them; with another number of processes the summed counts go to
         process 0 (zeros elsewhere), so the sum stays right."""
         if list(state_dict["candidates"]) != list(self.candidates):
-            raise ValueError(f"AspectSelection: the checkpoint's candidate aspects {state_dict['candidates']} differ "
-                             f"from the configured ones {list(self.candidates)} (model.aspects / "
-                             f"model.selection.aspects)")
+            raise ValueError(
+                f"AspectSelection: the checkpoint's candidate aspects {state_dict['candidates']} differ "
+                f"from the configured ones {list(self.candidates)} (model.aspects / "
+                f"model.selection.aspects)"
+            )
         self.rollouts_seen = int(state_dict["rollouts_seen"])
         self.active = tuple(state_dict["active"])
         self.last_decision_at = state_dict["last_decision_at"]
@@ -286,6 +316,7 @@ class AspectSelection(RolloutCallback):
         if per_process is not None and len(per_process) == process_count():
             rank_counts = {name: torch.as_tensor(value).clone() for name, value in per_process[rank].items()}
         else:
-            rank_counts = self._counts if rank == 0 else {
-                name: torch.zeros_like(value) for name, value in self._counts.items()}
+            rank_counts = (
+                self._counts if rank == 0 else {name: torch.zeros_like(value) for name, value in self._counts.items()}
+            )
         self.metric.set_counts(rank_counts)

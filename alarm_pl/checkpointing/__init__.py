@@ -13,5 +13,12 @@ from alarm_pl.checkpointing.callback import RunCheckpoint, with_run_checkpoint
 from alarm_pl.checkpointing.io import CheckpointError, SafeCheckpointIO, install_safe_checkpoint_io, read_checkpoint
 from alarm_pl.checkpointing.resume_state import ResumeState
 
-__all__ = ["CheckpointError", "ResumeState", "RunCheckpoint", "SafeCheckpointIO", "install_safe_checkpoint_io",
-           "read_checkpoint", "with_run_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "ResumeState",
+    "RunCheckpoint",
+    "SafeCheckpointIO",
+    "install_safe_checkpoint_io",
+    "read_checkpoint",
+    "with_run_checkpoint",
+]

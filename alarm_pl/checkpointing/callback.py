@@ -63,8 +63,9 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_train_start(trainer, pl_module)
         self._remember_boundary(trainer)
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._remember_boundary(trainer)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
@@ -94,8 +95,10 @@ class RunCheckpoint(ModelCheckpoint):
             return
         if isinstance(exception, SIGTERMException):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            rank_zero_info(f"SIGTERM: saved {self.last_model_path}; resume with --ckpt_path {self.last_model_path} "
-                           f"(or --ckpt_path last)")
+            rank_zero_info(
+                f"SIGTERM: saved {self.last_model_path}; resume with --ckpt_path {self.last_model_path} "
+                f"(or --ckpt_path last)"
+            )
         elif isinstance(exception, RolloutFault) and exception.agreed:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             exception.checkpoint_path = self.last_model_path
@@ -108,12 +111,18 @@ class RunCheckpoint(ModelCheckpoint):
             directories = [str(self.dirpath)]
         elif trainer.loggers and trainer.loggers[0].save_dir is not None:
             logger = trainer.loggers[0]
-            directories = glob.glob(os.path.join(glob.escape(str(logger.save_dir)), glob.escape(str(logger.name or "")),
-                                                 "*", "checkpoints"))
+            directories = glob.glob(
+                os.path.join(glob.escape(str(logger.save_dir)), glob.escape(str(logger.name or "")), "*", "checkpoints")
+            )
         else:
             directories = [os.path.join(trainer.default_root_dir, "checkpoints")]
-        return {os.path.normpath(os.path.join(d, name)) for d in directories if os.path.isdir(d)
-                for name in os.listdir(d) if _LAST.match(name)}
+        return {
+            os.path.normpath(os.path.join(d, name))
+            for d in directories
+            if os.path.isdir(d)
+            for name in os.listdir(d)
+            if _LAST.match(name)
+        }
 
 
 def with_run_checkpoint(trainer_config: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +133,10 @@ def with_run_checkpoint(trainer_config: dict[str, Any], kwargs: dict[str, Any]) 
     callbacks = trainer_config.get("callbacks") or []
     callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
     if any(type(c) is ModelCheckpoint for c in callbacks):
-        rank_zero_warn("trainer.callbacks has lightning's ModelCheckpoint: use alarm_pl.checkpointing.RunCheckpoint "
-                       "(same arguments) to also get last.ckpt at the end of training, on SIGTERM and on faults")
+        rank_zero_warn(
+            "trainer.callbacks has lightning's ModelCheckpoint: use alarm_pl.checkpointing.RunCheckpoint "
+            "(same arguments) to also get last.ckpt at the end of training, on SIGTERM and on faults"
+        )
     if any(isinstance(c, ModelCheckpoint) for c in callbacks):
         return kwargs
     return {**kwargs, "callbacks": [*callbacks, RunCheckpoint()]}

@@ -28,8 +28,11 @@ def stamp(checkpoint: dict[str, Any], fingerprint: dict[str, Any]) -> None:
 
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``field: checkpoint X, this run Y`` for every field whose value differs (missing fields read as None)."""
-    return [f"{key}: checkpoint {saved.get(key)!r}, this run {current.get(key)!r}"
-            for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+    return [
+        f"{key}: checkpoint {saved.get(key)!r}, this run {current.get(key)!r}"
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key) != current.get(key)
+    ]
 
 
 def check(checkpoint: dict[str, Any], current: dict[str, Any], path: Any, warn: Callable[[str], None]) -> None:
@@ -40,19 +43,27 @@ def check(checkpoint: dict[str, Any], current: dict[str, Any], path: Any, warn: 
     """
     meta = checkpoint.get(KEY)
     if not isinstance(meta, dict) or "fingerprint" not in meta:
-        raise CheckpointError(f"checkpoint {path} was not written by this version of alarm_pl (no {KEY!r} entry): "
-                              f"it lacks what an exact resume needs; start a new run (from exported weights, "
-                              f"model.policy.adapter_path, if you want to keep them)")
+        raise CheckpointError(
+            f"checkpoint {path} was not written by this version of alarm_pl (no {KEY!r} entry): "
+            f"it lacks what an exact resume needs; start a new run (from exported weights, "
+            f"model.policy.adapter_path, if you want to keep them)"
+        )
     if meta.get("format", 0) > FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {meta['format']}, newer than this alarm_pl's {FORMAT}; "
-                              f"update alarm_pl to load it")
+        raise CheckpointError(
+            f"checkpoint {path} has format {meta['format']}, newer than this alarm_pl's {FORMAT}; "
+            f"update alarm_pl to load it"
+        )
     saved = meta["fingerprint"]
-    hard = differences({k: v for k, v in saved.items() if k not in SOFT},
-                       {k: v for k, v in current.items() if k not in SOFT})
+    hard = differences(
+        {k: v for k, v in saved.items() if k not in SOFT}, {k: v for k, v in current.items() if k not in SOFT}
+    )
     if hard:
-        raise CheckpointError(f"checkpoint {path} comes from a different configuration: " + "; ".join(hard) +
-                              ". Load it with the configuration that wrote it; to start another configuration from "
-                              "its weights, export them (fit --export_dir) and set model.policy.adapter_path")
+        raise CheckpointError(
+            f"checkpoint {path} comes from a different configuration: "
+            + "; ".join(hard)
+            + ". Load it with the configuration that wrote it; to start another configuration from "
+            "its weights, export them (fit --export_dir) and set model.policy.adapter_path"
+        )
     soft = differences({k: saved.get(k) for k in SOFT}, {k: current.get(k) for k in SOFT})
     if soft:
         warn(f"checkpoint {path}: " + "; ".join(soft) + " (loading it anyway: the model's shape matches)")
@@ -60,5 +71,8 @@ def check(checkpoint: dict[str, Any], current: dict[str, Any], path: Any, warn: 
 
 def scorers_fingerprint(scorers: list[Any]) -> dict[str, str]:
     """Each scorer's class, weight and normaliser by name (a changed normalisation constant is a different reward)."""
-    return {scorer.name: f"{type(scorer).__name__} weight={scorer.weight:g} shaping={scorer.shaping} "
-                         f"normalizer={scorer.normalizer!r}" for scorer in scorers}
+    return {
+        scorer.name: f"{type(scorer).__name__} weight={scorer.weight:g} shaping={scorer.shaping} "
+        f"normalizer={scorer.normalizer!r}"
+        for scorer in scorers
+    }

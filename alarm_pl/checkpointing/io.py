@@ -44,9 +44,11 @@ def _unpickler_detail(error: BaseException) -> str:
 
 
 def _corrupt(path: Path, reason: str) -> CheckpointError:
-    return CheckpointError(f"checkpoint {path} is truncated, corrupt or not a torch file ({reason}); if a run was "
-                           f"killed while writing it, use the previous checkpoint (last.ckpt is only ever replaced by "
-                           f"a complete file)")
+    return CheckpointError(
+        f"checkpoint {path} is truncated, corrupt or not a torch file ({reason}); if a run was "
+        f"killed while writing it, use the previous checkpoint (last.ckpt is only ever replaced by "
+        f"a complete file)"
+    )
 
 
 def read_checkpoint(path: str | os.PathLike[str], map_location: Any = None) -> dict[str, Any]:
@@ -60,8 +62,10 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = None) -> d
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a directory; --ckpt_path takes a .ckpt file written during "
-                              f"fit (an --export_dir directory is loaded as model.policy.adapter_path instead)")
+        raise CheckpointError(
+            f"checkpoint {path} is a directory; --ckpt_path takes a .ckpt file written during "
+            f"fit (an --export_dir directory is loaded as model.policy.adapter_path instead)"
+        )
     try:
         with path.open("rb") as handle:
             checkpoint = torch.load(handle, map_location=map_location, weights_only=True)
@@ -69,15 +73,19 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = None) -> d
         detail = _unpickler_detail(err)
         if "global" not in detail.lower():  # an operand the safe unpickler does not know: bytes of something else
             raise _corrupt(path, f"UnpicklingError: {detail}") from None
-        raise CheckpointError(f"checkpoint {path} holds objects beyond tensors and plain containers ({detail}); "
-                              f"refusing to unpickle it, since that could run code. Checkpoints written by alarm_pl "
-                              f"never hold such objects: this file comes from elsewhere") from None
+        raise CheckpointError(
+            f"checkpoint {path} holds objects beyond tensors and plain containers ({detail}); "
+            f"refusing to unpickle it, since that could run code. Checkpoints written by alarm_pl "
+            f"never hold such objects: this file comes from elsewhere"
+        ) from None
     except Exception as err:  # noqa: BLE001 - the unpickler fails on foreign bytes in many ways (IndexError, ...)
         raise _corrupt(path, f"{type(err).__name__}: {_first_line(err)}") from None
     missing = [key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:
-        raise CheckpointError(f"checkpoint {path} is a torch file but not a training checkpoint (no {missing}); "
-                              f"--ckpt_path takes a .ckpt written during fit")
+        raise CheckpointError(
+            f"checkpoint {path} is a torch file but not a training checkpoint (no {missing}); "
+            f"--ckpt_path takes a .ckpt written during fit"
+        )
     return checkpoint
 
 
@@ -99,11 +107,17 @@ class SafeCheckpointIO(TorchCheckpointIO):
             raise TypeError("SafeCheckpointIO.save_checkpoint takes no storage_options")
         write_checkpoint(checkpoint, path)
 
-    def load_checkpoint(self, path: Any, map_location: Optional[Callable] = lambda storage, loc: storage,
-                        weights_only: Optional[bool] = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self,
+        path: Any,
+        map_location: Optional[Callable] = lambda storage, loc: storage,
+        weights_only: Optional[bool] = None,
+    ) -> dict[str, Any]:
         if weights_only is False:
-            raise CheckpointError(f"checkpoint {path}: loading with weights_only=False is refused; alarm_pl "
-                                  f"checkpoints load with weights_only=True (drop --weights_only false)")
+            raise CheckpointError(
+                f"checkpoint {path}: loading with weights_only=False is refused; alarm_pl "
+                f"checkpoints load with weights_only=True (drop --weights_only false)"
+            )
         return read_checkpoint(path, map_location)
 
 

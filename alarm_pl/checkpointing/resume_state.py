@@ -28,8 +28,13 @@ def capture() -> dict[str, Any]:
     kind, keys, position, has_gauss, cached = np.random.get_state()
     state = {
         "python": {"version": version, "state": list(python_state), "gauss": gauss},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -42,8 +47,9 @@ def restore(state: dict[str, Any]) -> None:
     python = state["python"]
     random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
     numpy = state["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
-                         numpy["has_gauss"], numpy["cached"]))
+    np.random.set_state(
+        (numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"], numpy["cached"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
@@ -99,9 +105,11 @@ class ResumeState(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         states, rank, world = state_dict["states"], _rank(), process_count()
         if len(states) != world:
-            rank_zero_warn(f"ResumeState: the checkpoint holds the random states of {len(states)} process(es) and "
-                           f"this run has {world}; a resumed run repeats an uninterrupted one exactly only with the "
-                           f"same number of processes")
+            rank_zero_warn(
+                f"ResumeState: the checkpoint holds the random states of {len(states)} process(es) and "
+                f"this run has {world}; a resumed run repeats an uninterrupted one exactly only with the "
+                f"same number of processes"
+            )
         self._pending = states[rank] if rank < len(states) else None
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -42,27 +42,38 @@ def split_indices(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.n
     return permutation[n_test:], permutation[:n_test]
 
 
-def text_file_splits(es_lines: list[str], en_lines: list[str], num_pairs: int = 100_000,
-                     seed: int = 42) -> dict[str, list[Pair]]:
+def text_file_splits(
+    es_lines: list[str], en_lines: list[str], num_pairs: int = 100_000, seed: int = 42
+) -> dict[str, list[Pair]]:
     """Train (63 %), val (7 %) and test (30 %) pairs of two aligned text files (see the module docstring).
 
     The first ``num_pairs`` line pairs are taken; pairs with an empty side are dropped before splitting.
     """
     if len(es_lines) != len(en_lines):
-        raise DataFormatError(f"Europarl files are not aligned: {len(es_lines)} Spanish vs {len(en_lines)} English lines")
-    pairs = [(es.strip(), en.strip()) for es, en in zip(es_lines[:num_pairs], en_lines[:num_pairs])
-             if es.strip() and en.strip()]
+        raise DataFormatError(
+            f"Europarl files are not aligned: {len(es_lines)} Spanish vs {len(en_lines)} English lines"
+        )
+    pairs = [
+        (es.strip(), en.strip())
+        for es, en in zip(es_lines[:num_pairs], en_lines[:num_pairs])
+        if es.strip() and en.strip()
+    ]
     train_all, test = split_indices(len(pairs), TEST_SIZE, seed)
     train, val = split_indices(len(train_all), VAL_SIZE, seed)
-    return {"train": [pairs[train_all[i]] for i in train], "val": [pairs[train_all[i]] for i in val],
-            "test": [pairs[i] for i in test]}
+    return {
+        "train": [pairs[train_all[i]] for i in train],
+        "val": [pairs[train_all[i]] for i in val],
+        "test": [pairs[i] for i in test],
+    }
 
 
 def _check_rows(dataset, where: str) -> None:
     """Raise unless ``dataset`` has a ``translation`` column of ``{"en": ..., "es": ...}`` (opus/europarl en-es)."""
     if "translation" not in dataset.column_names:
-        raise DataFormatError(f"{where}: expected a 'translation' column of {{'en': ..., 'es': ...}} (the rows of "
-                              f"opus/europarl en-es), got columns {dataset.column_names}")
+        raise DataFormatError(
+            f"{where}: expected a 'translation' column of {{'en': ..., 'es': ...}} (the rows of "
+            f"opus/europarl en-es), got columns {dataset.column_names}"
+        )
     first = dataset[0]["translation"] if len(dataset) else {"en": "", "es": ""}
     if not (isinstance(first, dict) and {"en", "es"} <= set(first)):
         raise DataFormatError(f"{where}: 'translation' must hold {{'en': ..., 'es': ...}}, got {first!r}")
@@ -73,7 +84,9 @@ def _pairs(dataset) -> list[Pair]:
     return [(row["es"], row["en"]) for row in dataset["translation"]]
 
 
-def datasets_splits(dataset, num_pairs: int = 100_000, seed: int = 42, where: str = "Europarl") -> dict[str, list[Pair]]:
+def datasets_splits(
+    dataset, num_pairs: int = 100_000, seed: int = 42, where: str = "Europarl"
+) -> dict[str, list[Pair]]:
     """The authors' split of a ``datasets.Dataset`` (see the module docstring), as ``(es, en)`` pairs per split."""
     _check_rows(dataset, where)
     head = dataset.select(range(min(num_pairs, len(dataset))))
@@ -100,14 +113,17 @@ def _local_copy(path: str, config: str, what: str):
         return datasets.load_dataset(str(local), config, split="train")
     builder = _FILE_BUILDERS.get(local.suffix.lower())
     if builder is None:
-        raise DataFormatError(f"{what}: cannot read {local}; give a save_to_disk directory or a "
-                              f"{'/'.join(_FILE_BUILDERS)} file")
+        raise DataFormatError(
+            f"{what}: cannot read {local}; give a save_to_disk directory or a {'/'.join(_FILE_BUILDERS)} file"
+        )
     return datasets.load_dataset(builder, data_files=str(local), split="train")
 
 
 def _copy_advice(name: str, config: str, what: str) -> str:
-    return (f"on a machine with network access run `python -c \"import datasets; datasets.load_dataset('{name}', "
-            f"'{config}', split='train').save_to_disk('DIR')\"`, copy DIR here and set {what} to it")
+    return (
+        f"on a machine with network access run `python -c \"import datasets; datasets.load_dataset('{name}', "
+        f"'{config}', split='train').save_to_disk('DIR')\"`, copy DIR here and set {what} to it"
+    )
 
 
 def _from_hub(name: str, config: str, what: str, timeout: float):
@@ -123,17 +139,24 @@ def _from_hub(name: str, config: str, what: str, timeout: float):
             raise HubUnavailableError(
                 f"data.init_args.dataset_name: the hub could not be reached within {timeout:g} s for data set "
                 f"{name!r} ({type(err).__name__}: {err}); set HF_HUB_OFFLINE=1 to use a cached copy, or "
-                f"{_copy_advice(name, config, what)}") from err
+                f"{_copy_advice(name, config, what)}"
+            ) from err
     try:
         return datasets.load_dataset(name, config, split="train")
     except (ConnectionError, FileNotFoundError) as err:
         raise HubUnavailableError(
             f"data.init_args.dataset_name: data set {name!r} ({config}) is not in the local cache and the hub is "
-            f"offline (HF_HUB_OFFLINE); {_copy_advice(name, config, what)}") from err
+            f"offline (HF_HUB_OFFLINE); {_copy_advice(name, config, what)}"
+        ) from err
 
 
-def load_europarl(name: str, config: str, path: Optional[str] = None, what: str = "data.init_args.dataset_path",
-                  timeout: float = DEFAULT_HUB_TIMEOUT_S):
+def load_europarl(
+    name: str,
+    config: str,
+    path: Optional[str] = None,
+    what: str = "data.init_args.dataset_path",
+    timeout: float = DEFAULT_HUB_TIMEOUT_S,
+):
     """The ``train`` split of the Europarl data set: from the local copy ``path`` when given, else by name.
 
     Args:

@@ -59,13 +59,16 @@ def parse_pair(obj: object, where: str) -> PreferencePair:
         raise DataFormatError(f"{where}: expected a JSON object with {list(PAIR_FIELDS)}, got {type(obj).__name__}")
     for key in PAIR_FIELDS:
         if not isinstance(obj.get(key), str):
-            raise DataFormatError(f"{where}: field {key!r} must be a string, got "
-                                  f"{'nothing' if key not in obj else type(obj[key]).__name__}")
+            raise DataFormatError(
+                f"{where}: field {key!r} must be a string, got "
+                f"{'nothing' if key not in obj else type(obj[key]).__name__}"
+            )
     if not obj["chosen"].strip() or not obj["rejected"].strip():
         raise DataFormatError(f"{where}: 'chosen' and 'rejected' must be non-empty responses")
     if obj["chosen"] == obj["rejected"]:
-        raise DataFormatError(f"{where}: 'chosen' and 'rejected' are the same text, so the pair prefers nothing; "
-                              f"drop the line")
+        raise DataFormatError(
+            f"{where}: 'chosen' and 'rejected' are the same text, so the pair prefers nothing; drop the line"
+        )
     metadata = {k: v for k, v in obj.items() if k not in PAIR_FIELDS}
     return PreferencePair(obj["prompt"], obj["chosen"], obj["rejected"], metadata, source=where)
 
@@ -121,10 +124,18 @@ class PreferenceDataModule(pl.LightningDataModule):
         num_workers: DataLoader workers.
     """
 
-    def __init__(self, train_file: Optional[str] = None, val_file: Optional[str] = None,
-                 test_file: Optional[str] = None, batch_size: int = 32, eval_batch_size: Optional[int] = None,
-                 max_train_pairs: Optional[int] = None, max_eval_pairs: Optional[int] = None,
-                 max_test_pairs: Optional[int] = None, num_workers: int = 0) -> None:
+    def __init__(
+        self,
+        train_file: Optional[str] = None,
+        val_file: Optional[str] = None,
+        test_file: Optional[str] = None,
+        batch_size: int = 32,
+        eval_batch_size: Optional[int] = None,
+        max_train_pairs: Optional[int] = None,
+        max_eval_pairs: Optional[int] = None,
+        max_test_pairs: Optional[int] = None,
+        num_workers: int = 0,
+    ) -> None:
         super().__init__()
         self.files = {"train": train_file, "val": val_file, "test": test_file}
         self.limits = {"train": max_train_pairs, "val": max_eval_pairs, "test": max_test_pairs}
@@ -150,8 +161,14 @@ class PreferenceDataModule(pl.LightningDataModule):
         return self._splits[split]
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(self.pairs(split), batch_size=batch_size, shuffle=shuffle, collate_fn=collate_pairs,
-                          num_workers=self.num_workers, drop_last=False)
+        return DataLoader(
+            self.pairs(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=collate_pairs,
+            num_workers=self.num_workers,
+            drop_last=False,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

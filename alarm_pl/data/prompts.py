@@ -89,8 +89,12 @@ def read_jsonl(path: str | Path, limit: Optional[int] = None) -> list[PromptReco
 
 def collate(items: Sequence[tuple[int, PromptRecord]]) -> PromptBatch:
     records = [record for _, record in items]
-    return PromptBatch([r.prompt for r in records], [r.reference for r in records],
-                       [dict(r.metadata or {}) for r in records], [index for index, _ in items])
+    return PromptBatch(
+        [r.prompt for r in records],
+        [r.reference for r in records],
+        [dict(r.metadata or {}) for r in records],
+        [index for index, _ in items],
+    )
 
 
 class _Records(Dataset):
@@ -127,10 +131,19 @@ class PromptDataModule(pl.LightningDataModule):
             padding in SFT (``data/sampling.py``).
     """
 
-    def __init__(self, train_file: Optional[str] = None, val_file: Optional[str] = None, test_file: Optional[str] = None,
-                 batch_size: int = 8, eval_batch_size: Optional[int] = None, max_train_prompts: Optional[int] = None,
-                 max_eval_prompts: Optional[int] = None, max_test_prompts: Optional[int] = None,
-                 num_workers: int = 0, group_by_length: bool = False) -> None:
+    def __init__(
+        self,
+        train_file: Optional[str] = None,
+        val_file: Optional[str] = None,
+        test_file: Optional[str] = None,
+        batch_size: int = 8,
+        eval_batch_size: Optional[int] = None,
+        max_train_prompts: Optional[int] = None,
+        max_eval_prompts: Optional[int] = None,
+        max_test_prompts: Optional[int] = None,
+        num_workers: int = 0,
+        group_by_length: bool = False,
+    ) -> None:
         super().__init__()
         self.group_by_length = group_by_length
         self.files = {"train": train_file, "val": val_file, "test": test_file}
@@ -168,13 +181,24 @@ class PromptDataModule(pl.LightningDataModule):
         world, rank = self._processes()
         if self.group_by_length:
             lengths = [len(r.prompt) + len(r.reference or "") for r in records.records]
-            batches = LengthGroupedBatchSampler(RandomSampler(records, generator=order), self.batch_size,
-                                                drop_last=True, lengths=lengths, generator=order)
+            batches = LengthGroupedBatchSampler(
+                RandomSampler(records, generator=order),
+                self.batch_size,
+                drop_last=True,
+                lengths=lengths,
+                generator=order,
+            )
             loader = _stateful_loader(records, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
         else:
             sampler = ShardedRandomSampler(len(records), order, num_replicas=world, rank=rank)
-            loader = _stateful_loader(records, batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
-                                      num_workers=self.num_workers, drop_last=True)
+            loader = _stateful_loader(
+                records,
+                batch_size=self.batch_size,
+                sampler=sampler,
+                collate_fn=collate,
+                num_workers=self.num_workers,
+                drop_last=True,
+            )
         # the loader draws its workers' base seed from a generator of its own, never from the order's
         loader.generator = torch.Generator().manual_seed((seed + 1) % 2**63)
         return loader
@@ -188,8 +212,13 @@ class PromptDataModule(pl.LightningDataModule):
         return 1, 0
 
     def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(_Records(self.records(split)), batch_size=self.eval_batch_size, shuffle=False,
-                          collate_fn=collate, num_workers=self.num_workers)
+        return DataLoader(
+            _Records(self.records(split)),
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -218,9 +247,18 @@ class TinyMTDataModule(PromptDataModule):
         group_by_length: training batches of examples of similar length (SFT).
     """
 
-    def __init__(self, num_train: int = 2048, num_val: int = 32, num_test: int = 64,
-                 train_pool: Literal["rl", "sft"] = "rl", sloppy_references: float = 0.0, seed: int = 0,
-                 batch_size: int = 16, eval_batch_size: Optional[int] = None, group_by_length: bool = False) -> None:
+    def __init__(
+        self,
+        num_train: int = 2048,
+        num_val: int = 32,
+        num_test: int = 64,
+        train_pool: Literal["rl", "sft"] = "rl",
+        sloppy_references: float = 0.0,
+        seed: int = 0,
+        batch_size: int = 16,
+        eval_batch_size: Optional[int] = None,
+        group_by_length: bool = False,
+    ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, group_by_length=group_by_length)
         if not 0.0 <= sloppy_references <= 1.0:
             raise ValueError(f"data.init_args.sloppy_references must be in [0, 1], got {sloppy_references}")
@@ -233,5 +271,6 @@ class TinyMTDataModule(PromptDataModule):
         from alarm_pl.data.tiny_mt import records
 
         pool = self.pools[split]
-        return [parse_record(r, f"tiny_mt[{pool}]")
-                for r in records(self.sizes[split], pool, self.seed, self.sloppy[split])]
+        return [
+            parse_record(r, f"tiny_mt[{pool}]") for r in records(self.sizes[split], pool, self.seed, self.sloppy[split])
+        ]

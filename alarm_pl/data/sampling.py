@@ -3,8 +3,9 @@
 Both follow torchdata's ``Stateful`` protocol, so ``StatefulDataLoader`` saves and restores them. Their state is the
 generator's state when the current pass (epoch) began and the items yielded since: a restored sampler repeats that
 pass from its start and skips what was yielded (a pass saved complete, at an epoch's end, is replayed silently and
-the next one follows), and the passes after it continue the generator exactly as an uninterrupted run does. The order never depends on an epoch number (which Lightning sets only after a resumed run
-has already built its first iterator) nor on torch's global generator (which the policy's sampling uses).
+the next one follows), and the passes after it continue the generator exactly as an uninterrupted run does. The order
+never depends on an epoch number (which Lightning sets only after a resumed run has already built its first iterator)
+nor on torch's global generator (which the policy's sampling uses).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class ShardedRandomSampler(DistributedSampler):
         order = torch.randperm(self.size, generator=self.generator).tolist()  # drawn at the first item, not before
         total = len(self) * self.num_replicas
         order += (order * math.ceil(total / max(len(order), 1)))[: total - len(order)]
-        yield from order[self.rank:total:self.num_replicas]
+        yield from order[self.rank : total : self.num_replicas]
 
     def state_dict(self) -> dict[str, Any]:
         return self.pass_state.state_dict()
@@ -115,8 +116,15 @@ class LengthGroupedBatchSampler(BatchSampler):
         generator: the generator of the batch order (and of ``sampler``); None: torch's global one (not resumable).
     """
 
-    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool, lengths: Sequence[int],
-                 group_size: int = 50, generator: Optional[torch.Generator] = None) -> None:
+    def __init__(
+        self,
+        sampler: Sampler[int],
+        batch_size: int,
+        drop_last: bool,
+        lengths: Sequence[int],
+        group_size: int = 50,
+        generator: Optional[torch.Generator] = None,
+    ) -> None:
         super().__init__(sampler, batch_size, drop_last)
         if group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -134,8 +142,8 @@ class LengthGroupedBatchSampler(BatchSampler):
             order = order[: len(order) - len(order) % self.batch_size]
         span = self.batch_size * self.group_size  # a multiple of batch_size: only the last batch can be short
         for start in range(0, len(order), span):
-            group = sorted(order[start:start + span], key=lambda i: self.lengths[i], reverse=True)
-            batches = [group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size)]
+            group = sorted(order[start : start + span], key=lambda i: self.lengths[i], reverse=True)
+            batches = [group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size)]
             for k in torch.randperm(len(batches), generator=self.generator).tolist():
                 yield batches[k]
 

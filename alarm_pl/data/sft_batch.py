@@ -64,8 +64,9 @@ def prompt_ids(tokenizer, prompts: list[str], max_length: Optional[int]) -> list
 
 def _pad(rows: list[list[int]], value: int, side: str) -> Tensor:
     width = max(len(row) for row in rows)
-    padded = [([value] * (width - len(row)) + row) if side == "left" else (row + [value] * (width - len(row)))
-              for row in rows]
+    padded = [
+        ([value] * (width - len(row)) + row) if side == "left" else (row + [value] * (width - len(row))) for row in rows
+    ]
     return torch.tensor(padded, dtype=torch.long)
 
 

@@ -50,13 +50,28 @@ class EuroparlMTDataModule(PromptDataModule):
         group_by_length: training batches of pairs of similar length (SFT).
     """
 
-    def __init__(self, dataset_name: str = "opus/europarl", dataset_config: str = "en-es",
-                 dataset_path: Optional[str] = None, es_file: Optional[str] = None, en_file: Optional[str] = None,
-                 num_pairs: int = 100_000, seed: int = 42, batch_size: int = 32, eval_batch_size: Optional[int] = None,
-                 max_eval_prompts: Optional[int] = 2000, max_test_prompts: Optional[int] = None,
-                 group_by_length: bool = False) -> None:
-        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, max_eval_prompts=max_eval_prompts,
-                         max_test_prompts=max_test_prompts, group_by_length=group_by_length)
+    def __init__(
+        self,
+        dataset_name: str = "opus/europarl",
+        dataset_config: str = "en-es",
+        dataset_path: Optional[str] = None,
+        es_file: Optional[str] = None,
+        en_file: Optional[str] = None,
+        num_pairs: int = 100_000,
+        seed: int = 42,
+        batch_size: int = 32,
+        eval_batch_size: Optional[int] = None,
+        max_eval_prompts: Optional[int] = 2000,
+        max_test_prompts: Optional[int] = None,
+        group_by_length: bool = False,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            max_eval_prompts=max_eval_prompts,
+            max_test_prompts=max_test_prompts,
+            group_by_length=group_by_length,
+        )
         if (es_file is None) != (en_file is None):
             raise ValueError("data.init_args.es_file and data.init_args.en_file go together; set both or neither")
         self.dataset_name, self.dataset_config, self.dataset_path = dataset_name, dataset_config, dataset_path
@@ -72,8 +87,9 @@ class EuroparlMTDataModule(PromptDataModule):
                 self._pairs = text_file_splits(es, en, self.num_pairs, self.seed)
             else:
                 dataset = load_europarl(self.dataset_name, self.dataset_config, self.dataset_path)
-                self._pairs = datasets_splits(dataset, self.num_pairs, self.seed,
-                                              where=self.dataset_path or self.dataset_name)
+                self._pairs = datasets_splits(
+                    dataset, self.num_pairs, self.seed, where=self.dataset_path or self.dataset_name
+                )
         return self._pairs
 
     def load_split(self, split: str) -> list[PromptRecord]:

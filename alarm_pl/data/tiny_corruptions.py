@@ -11,23 +11,33 @@ from typing import Callable
 
 Words = list[str]
 _END = ".?!"
-_SWAPS = {"a": "an", "an": "a", "is": "are", "are": "is", "does": "do", "do": "does", "has": "have", "have": "has",
-          "this": "these", "these": "this"}
+_SWAPS = {
+    "a": "an",
+    "an": "a",
+    "is": "are",
+    "are": "is",
+    "does": "do",
+    "do": "does",
+    "has": "have",
+    "have": "has",
+    "this": "these",
+    "these": "this",
+}
 
 
 def drop_word(words: Words, source: Words, rng: random.Random) -> Words:
     i = rng.randrange(len(words))
-    return words[:i] + words[i + 1:]
+    return words[:i] + words[i + 1 :]
 
 
 def repeat_word(words: Words, source: Words, rng: random.Random) -> Words:
     i = rng.randrange(len(words))
-    return words[:i + 1] + words[i:]
+    return words[: i + 1] + words[i:]
 
 
 def swap_words(words: Words, source: Words, rng: random.Random) -> Words:
     i = rng.randrange(len(words) - 1)
-    return words[:i] + [words[i + 1], words[i]] + words[i + 2:]
+    return words[:i] + [words[i + 1], words[i]] + words[i + 2 :]
 
 
 def agreement_error(words: Words, source: Words, rng: random.Random) -> Words:
@@ -36,26 +46,31 @@ def agreement_error(words: Words, source: Words, rng: random.Random) -> Words:
     if swappable:
         i = rng.choice(swappable)
         swapped = _SWAPS[words[i].lower()]
-        return words[:i] + [swapped.capitalize() if words[i][0].isupper() else swapped] + words[i + 1:]
+        return words[:i] + [swapped.capitalize() if words[i][0].isupper() else swapped] + words[i + 1 :]
     i = rng.randrange(len(words))
     word = words[i]
-    return words[:i] + [word[:-1] if word.endswith("s") and len(word) > 2 else word + "s"] + words[i + 1:]
+    return words[:i] + [word[:-1] if word.endswith("s") and len(word) > 2 else word + "s"] + words[i + 1 :]
 
 
 def untranslated_word(words: Words, source: Words, rng: random.Random) -> Words:
     """Replace a word by a word of the Spanish source."""
     i = rng.randrange(len(words))
-    return words[:i] + [rng.choice(source)] + words[i + 1:]
+    return words[:i] + [rng.choice(source)] + words[i + 1 :]
 
 
 def truncate(words: Words, source: Words, rng: random.Random) -> Words:
     """Cut the last one or two words."""
-    return words[:max(1, len(words) - rng.randint(1, 2))]
+    return words[: max(1, len(words) - rng.randint(1, 2))]
 
 
 EDITS: dict[str, Callable[[Words, Words, random.Random], Words]] = {
-    "drop": drop_word, "repeat": repeat_word, "swap": swap_words, "agreement": agreement_error,
-    "untranslated": untranslated_word, "truncate": truncate}
+    "drop": drop_word,
+    "repeat": repeat_word,
+    "swap": swap_words,
+    "agreement": agreement_error,
+    "untranslated": untranslated_word,
+    "truncate": truncate,
+}
 
 
 def corrupt(reference: str, source: str, rng: random.Random, max_edits: int = 2, tries: int = 10) -> str:

@@ -59,58 +59,100 @@ def _n(es, es_plural, gender, en, en_plural):
 
 # Lists are ordered by frequency rank (first = most frequent).
 SUBJECTS = [
-    _n("perro", "perros", "m", "dog", "dogs"), _n("niña", "niñas", "f", "girl", "girls"),
-    _n("profesor", "profesores", "m", "teacher", "teachers"), _n("mujer", "mujeres", "f", "woman", "women"),
-    _n("niño", "niños", "m", "boy", "boys"), _n("gato", "gatos", "m", "cat", "cats"),
-    _n("hermano", "hermanos", "m", "brother", "brothers"), _n("médica", "médicas", "f", "doctor", "doctors"),
-    _n("hombre", "hombres", "m", "man", "men"), _n("vecino", "vecinos", "m", "neighbour", "neighbours"),
-    _n("hermana", "hermanas", "f", "sister", "sisters"), _n("abuela", "abuelas", "f", "grandmother", "grandmothers"),
-    _n("pintor", "pintores", "m", "painter", "painters"), _n("caballo", "caballos", "m", "horse", "horses"),
-    _n("cocinero", "cocineros", "m", "cook", "cooks"), _n("enfermera", "enfermeras", "f", "nurse", "nurses"),
-    _n("amigo", "amigos", "m", "friend", "friends"), _n("reina", "reinas", "f", "queen", "queens"),
-    _n("pájaro", "pájaros", "m", "bird", "birds"), _n("vaca", "vacas", "f", "cow", "cows"),
-    _n("músico", "músicos", "m", "musician", "musicians"), _n("escritora", "escritoras", "f", "writer", "writers"),
+    _n("perro", "perros", "m", "dog", "dogs"),
+    _n("niña", "niñas", "f", "girl", "girls"),
+    _n("profesor", "profesores", "m", "teacher", "teachers"),
+    _n("mujer", "mujeres", "f", "woman", "women"),
+    _n("niño", "niños", "m", "boy", "boys"),
+    _n("gato", "gatos", "m", "cat", "cats"),
+    _n("hermano", "hermanos", "m", "brother", "brothers"),
+    _n("médica", "médicas", "f", "doctor", "doctors"),
+    _n("hombre", "hombres", "m", "man", "men"),
+    _n("vecino", "vecinos", "m", "neighbour", "neighbours"),
+    _n("hermana", "hermanas", "f", "sister", "sisters"),
+    _n("abuela", "abuelas", "f", "grandmother", "grandmothers"),
+    _n("pintor", "pintores", "m", "painter", "painters"),
+    _n("caballo", "caballos", "m", "horse", "horses"),
+    _n("cocinero", "cocineros", "m", "cook", "cooks"),
+    _n("enfermera", "enfermeras", "f", "nurse", "nurses"),
+    _n("amigo", "amigos", "m", "friend", "friends"),
+    _n("reina", "reinas", "f", "queen", "queens"),
+    _n("pájaro", "pájaros", "m", "bird", "birds"),
+    _n("vaca", "vacas", "f", "cow", "cows"),
+    _n("músico", "músicos", "m", "musician", "musicians"),
+    _n("escritora", "escritoras", "f", "writer", "writers"),
 ]
 VERBS = [
-    Verb("come", "comen", "eats", "eat"), Verb("quiere", "quieren", "wants", "want"),
-    Verb("tiene", "tienen", "has", "have"), Verb("ve", "ven", "sees", "see"),
-    Verb("compra", "compran", "buys", "buy"), Verb("lee", "leen", "reads", "read"),
-    Verb("busca", "buscan", "looks for", "look for"), Verb("bebe", "beben", "drinks", "drink"),
-    Verb("lleva", "llevan", "carries", "carry"), Verb("vende", "venden", "sells", "sell"),
-    Verb("encuentra", "encuentran", "finds", "find"), Verb("necesita", "necesitan", "needs", "need"),
-    Verb("abre", "abren", "opens", "open"), Verb("limpia", "limpian", "cleans", "clean"),
-    Verb("pinta", "pintan", "paints", "paint"), Verb("prepara", "preparan", "prepares", "prepare"),
-    Verb("cierra", "cierran", "closes", "close"), Verb("mira", "miran", "watches", "watch"),
+    Verb("come", "comen", "eats", "eat"),
+    Verb("quiere", "quieren", "wants", "want"),
+    Verb("tiene", "tienen", "has", "have"),
+    Verb("ve", "ven", "sees", "see"),
+    Verb("compra", "compran", "buys", "buy"),
+    Verb("lee", "leen", "reads", "read"),
+    Verb("busca", "buscan", "looks for", "look for"),
+    Verb("bebe", "beben", "drinks", "drink"),
+    Verb("lleva", "llevan", "carries", "carry"),
+    Verb("vende", "venden", "sells", "sell"),
+    Verb("encuentra", "encuentran", "finds", "find"),
+    Verb("necesita", "necesitan", "needs", "need"),
+    Verb("abre", "abren", "opens", "open"),
+    Verb("limpia", "limpian", "cleans", "clean"),
+    Verb("pinta", "pintan", "paints", "paint"),
+    Verb("prepara", "preparan", "prepares", "prepare"),
+    Verb("cierra", "cierran", "closes", "close"),
+    Verb("mira", "miran", "watches", "watch"),
 ]
 OBJECTS = [
-    _n("libro", "libros", "m", "book", "books"), _n("manzana", "manzanas", "f", "apple", "apples"),
-    _n("casa", "casas", "f", "house", "houses"), _n("carta", "cartas", "f", "letter", "letters"),
-    _n("coche", "coches", "m", "car", "cars"), _n("café", "cafés", "m", "coffee", "coffees"),
-    _n("mesa", "mesas", "f", "table", "tables"), _n("periódico", "periódicos", "m", "newspaper", "newspapers"),
-    _n("naranja", "naranjas", "f", "orange", "oranges"), _n("bicicleta", "bicicletas", "f", "bicycle", "bicycles"),
-    _n("puerta", "puertas", "f", "door", "doors"), _n("sopa", "sopas", "f", "soup", "soups"),
-    _n("camisa", "camisas", "f", "shirt", "shirts"), _n("huevo", "huevos", "m", "egg", "eggs"),
-    _n("silla", "sillas", "f", "chair", "chairs"), _n("ventana", "ventanas", "f", "window", "windows"),
-    _n("flor", "flores", "f", "flower", "flowers"), _n("sombrero", "sombreros", "m", "hat", "hats"),
-    _n("caja", "cajas", "f", "box", "boxes"), _n("llave", "llaves", "f", "key", "keys"),
-    _n("botella", "botellas", "f", "bottle", "bottles"), _n("zapato", "zapatos", "m", "shoe", "shoes"),
-    _n("pelota", "pelotas", "f", "ball", "balls"), _n("reloj", "relojes", "m", "clock", "clocks"),
-    _n("lápiz", "lápices", "m", "pencil", "pencils"), _n("cuchara", "cucharas", "f", "spoon", "spoons"),
-    _n("vaso", "vasos", "m", "glass", "glasses"), _n("plato", "platos", "m", "plate", "plates"),
-    _n("cuadro", "cuadros", "m", "painting", "paintings"), _n("árbol", "árboles", "m", "tree", "trees"),
+    _n("libro", "libros", "m", "book", "books"),
+    _n("manzana", "manzanas", "f", "apple", "apples"),
+    _n("casa", "casas", "f", "house", "houses"),
+    _n("carta", "cartas", "f", "letter", "letters"),
+    _n("coche", "coches", "m", "car", "cars"),
+    _n("café", "cafés", "m", "coffee", "coffees"),
+    _n("mesa", "mesas", "f", "table", "tables"),
+    _n("periódico", "periódicos", "m", "newspaper", "newspapers"),
+    _n("naranja", "naranjas", "f", "orange", "oranges"),
+    _n("bicicleta", "bicicletas", "f", "bicycle", "bicycles"),
+    _n("puerta", "puertas", "f", "door", "doors"),
+    _n("sopa", "sopas", "f", "soup", "soups"),
+    _n("camisa", "camisas", "f", "shirt", "shirts"),
+    _n("huevo", "huevos", "m", "egg", "eggs"),
+    _n("silla", "sillas", "f", "chair", "chairs"),
+    _n("ventana", "ventanas", "f", "window", "windows"),
+    _n("flor", "flores", "f", "flower", "flowers"),
+    _n("sombrero", "sombreros", "m", "hat", "hats"),
+    _n("caja", "cajas", "f", "box", "boxes"),
+    _n("llave", "llaves", "f", "key", "keys"),
+    _n("botella", "botellas", "f", "bottle", "bottles"),
+    _n("zapato", "zapatos", "m", "shoe", "shoes"),
+    _n("pelota", "pelotas", "f", "ball", "balls"),
+    _n("reloj", "relojes", "m", "clock", "clocks"),
+    _n("lápiz", "lápices", "m", "pencil", "pencils"),
+    _n("cuchara", "cucharas", "f", "spoon", "spoons"),
+    _n("vaso", "vasos", "m", "glass", "glasses"),
+    _n("plato", "platos", "m", "plate", "plates"),
+    _n("cuadro", "cuadros", "m", "painting", "paintings"),
+    _n("árbol", "árboles", "m", "tree", "trees"),
 ]
 OBJECT_ADJECTIVES = [
-    Adjective("rojo", "roja", "rojos", "rojas", "red"), Adjective("nuevo", "nueva", "nuevos", "nuevas", "new"),
-    Adjective("viejo", "vieja", "viejos", "viejas", "old"), Adjective("grande", "grande", "grandes", "grandes", "big"),
+    Adjective("rojo", "roja", "rojos", "rojas", "red"),
+    Adjective("nuevo", "nueva", "nuevos", "nuevas", "new"),
+    Adjective("viejo", "vieja", "viejos", "viejas", "old"),
+    Adjective("grande", "grande", "grandes", "grandes", "big"),
     Adjective("pequeño", "pequeña", "pequeños", "pequeñas", "small"),
-    Adjective("blanco", "blanca", "blancos", "blancas", "white"), Adjective("verde", "verde", "verdes", "verdes", "green"),
-    Adjective("bonito", "bonita", "bonitos", "bonitas", "pretty"), Adjective("negro", "negra", "negros", "negras", "black"),
-    Adjective("azul", "azul", "azules", "azules", "blue"), Adjective("caro", "cara", "caros", "caras", "expensive"),
-    Adjective("limpio", "limpia", "limpios", "limpias", "clean"), Adjective("sucio", "sucia", "sucios", "sucias", "dirty"),
+    Adjective("blanco", "blanca", "blancos", "blancas", "white"),
+    Adjective("verde", "verde", "verdes", "verdes", "green"),
+    Adjective("bonito", "bonita", "bonitos", "bonitas", "pretty"),
+    Adjective("negro", "negra", "negros", "negras", "black"),
+    Adjective("azul", "azul", "azules", "azules", "blue"),
+    Adjective("caro", "cara", "caros", "caras", "expensive"),
+    Adjective("limpio", "limpia", "limpios", "limpias", "clean"),
+    Adjective("sucio", "sucia", "sucios", "sucias", "dirty"),
     Adjective("barato", "barata", "baratos", "baratas", "cheap"),
 ]
 SUBJECT_ADJECTIVES = [
-    Adjective("feliz", "feliz", "felices", "felices", "happy"), Adjective("alto", "alta", "altos", "altas", "tall"),
+    Adjective("feliz", "feliz", "felices", "felices", "happy"),
+    Adjective("alto", "alta", "altos", "altas", "tall"),
     Adjective("cansado", "cansada", "cansados", "cansadas", "tired"),
     Adjective("simpático", "simpática", "simpáticos", "simpáticas", "kind"),
     Adjective("listo", "lista", "listos", "listas", "clever"),
@@ -121,14 +163,23 @@ SUBJECT_ADJECTIVES = [
     Adjective("viejo", "vieja", "viejos", "viejas", "old"),
 ]
 ADVERBIALS = [
-    ("hoy", "today"), ("en casa", "at home"), ("cada día", "every day"), ("por la mañana", "in the morning"),
-    ("en el parque", "in the park"), ("por la noche", "at night"), ("en la cocina", "in the kitchen"),
-    ("otra vez", "again"), ("despacio", "slowly"), ("en el mercado", "at the market"),
+    ("hoy", "today"),
+    ("en casa", "at home"),
+    ("cada día", "every day"),
+    ("por la mañana", "in the morning"),
+    ("en el parque", "in the park"),
+    ("por la noche", "at night"),
+    ("en la cocina", "in the kitchen"),
+    ("otra vez", "again"),
+    ("despacio", "slowly"),
+    ("en el mercado", "at the market"),
 ]
 # (masculine, feminine, masculine plural, feminine plural) -> English singular, English plural
 DETERMINERS = [
-    (("el", "la", "los", "las"), "the", "the"), (("un", "una", "unos", "unas"), "a", "some"),
-    (("mi", "mi", "mis", "mis"), "my", "my"), (("nuestro", "nuestra", "nuestros", "nuestras"), "our", "our"),
+    (("el", "la", "los", "las"), "the", "the"),
+    (("un", "una", "unos", "unas"), "a", "some"),
+    (("mi", "mi", "mis", "mis"), "my", "my"),
+    (("nuestro", "nuestra", "nuestros", "nuestras"), "our", "our"),
     (("este", "esta", "estos", "estas"), "this", "these"),
 ]
 
@@ -188,10 +239,18 @@ def _description(rng: random.Random) -> tuple[str, str]:
     noun, plural = _pick(rng, SUBJECTS), rng.random() < 0.3
     forms, en_singular, en_plural = _pick(rng, DETERMINERS[:1] + DETERMINERS[2:])  # no indefinite subject here
     adjective = _pick(rng, SUBJECT_ADJECTIVES)
-    es = _join(_form(forms, noun.feminine, plural), noun.es_plural if plural else noun.es, "son" if plural else "es",
-               _form(adjective[:4], noun.feminine, plural))
-    en = _join(en_plural if plural else en_singular, noun.en_plural if plural else noun.en,
-               "are" if plural else "is", adjective.en)
+    es = _join(
+        _form(forms, noun.feminine, plural),
+        noun.es_plural if plural else noun.es,
+        "son" if plural else "es",
+        _form(adjective[:4], noun.feminine, plural),
+    )
+    en = _join(
+        en_plural if plural else en_singular,
+        noun.en_plural if plural else noun.en,
+        "are" if plural else "is",
+        adjective.en,
+    )
     return _capitalise(es) + ".", _capitalise(en) + "."
 
 
@@ -255,7 +314,7 @@ def sloppy(english: str, share: float, rng: random.Random) -> str:
     ``share``, independently. The sentence keeps its length in words and its meaning."""
     words, out, i = english.split(" "), [], 0
     while i < len(words):
-        word, pair = words[i], " ".join(words[i:i + 2])
+        word, pair = words[i], " ".join(words[i : i + 2])
         if pair in _THIRD_PERSON and rng.random() < share:  # "looks for" -> "look for"
             out.extend(_THIRD_PERSON[pair].split(" "))
             i += 2
@@ -275,8 +334,11 @@ def records(n: int, pool: str, seed: int = 0, sloppy_share: float = 0.0) -> Iter
     for i, (es, en) in enumerate(unique_pairs(n, pool, seed)):
         if sloppy_share > 0:
             en = sloppy(en, sloppy_share, random.Random(f"sloppy:{seed}:{es}"))
-        yield {"prompt": PROMPT_PREFIX + es, "reference": en,
-               "metadata": {"source": es, "index": i, "pool": pool, "seed": seed}}
+        yield {
+            "prompt": PROMPT_PREFIX + es,
+            "reference": en,
+            "metadata": {"source": es, "index": i, "pool": pool, "seed": seed},
+        }
 
 
 def corpus(n: int = 4000, seed: int = 0) -> list[str]:
@@ -286,8 +348,9 @@ def corpus(n: int = 4000, seed: int = 0) -> list[str]:
     for es, en in sentence_pairs(n, seed):
         texts.extend((PROMPT_PREFIX + es, en))
     lexicon = [word for noun in SUBJECTS + OBJECTS for word in noun if isinstance(word, str)]
-    lexicon += [word for verb in VERBS for word in verb] + [word for adj in OBJECT_ADJECTIVES + SUBJECT_ADJECTIVES
-                                                            for word in adj]
+    lexicon += [word for verb in VERBS for word in verb] + [
+        word for adj in OBJECT_ADJECTIVES + SUBJECT_ADJECTIVES for word in adj
+    ]
     lexicon += [word for pair in ADVERBIALS for word in pair]
     texts.append(" ".join(lexicon))
     return texts

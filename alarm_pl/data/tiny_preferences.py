@@ -77,11 +77,13 @@ class TinyPreferenceSpec:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_noise < 0.5:
-            raise ValueError(f"label_noise must be in [0, 0.5) (0.5 would make labels carry nothing), got "
-                             f"{self.label_noise}")
+            raise ValueError(
+                f"label_noise must be in [0, 0.5) (0.5 would make labels carry nothing), got {self.label_noise}"
+            )
         if self.val_share <= 0 or self.test_share <= 0 or self.val_share + self.test_share >= 1:
-            raise ValueError(f"val_share and test_share must be > 0 with a sum below 1, got {self.val_share}, "
-                             f"{self.test_share}")
+            raise ValueError(
+                f"val_share and test_share must be > 0 with a sum below 1, got {self.val_share}, {self.test_share}"
+            )
         if min(self.num_samples, self.num_corruptions, self.num_other) < 0 or self.pairs_per_prompt < 1:
             raise ValueError("num_samples, num_corruptions and num_other must be >= 0 and pairs_per_prompt >= 1")
 
@@ -102,12 +104,17 @@ def gold_score(chrf: float, lints: int, grammar_penalty: float) -> float:
     return chrf - grammar_penalty * lints
 
 
-def draw_pairs(candidates: list[Candidate], count: int, min_margin: float, rng: random.Random
-               ) -> list[tuple[Candidate, Candidate]]:
+def draw_pairs(
+    candidates: list[Candidate], count: int, min_margin: float, rng: random.Random
+) -> list[tuple[Candidate, Candidate]]:
     """Up to ``count`` distinct (chosen, rejected) pairs whose gold scores differ by at least ``min_margin``, chosen
     = the higher gold score, drawn uniformly among such pairs."""
-    eligible = [(a, b) if a.gold > b.gold else (b, a) for i, a in enumerate(candidates) for b in candidates[i + 1:]
-                if abs(a.gold - b.gold) >= min_margin]
+    eligible = [
+        (a, b) if a.gold > b.gold else (b, a)
+        for i, a in enumerate(candidates)
+        for b in candidates[i + 1 :]
+        if abs(a.gold - b.gold) >= min_margin
+    ]
     return rng.sample(eligible, min(count, len(eligible)))
 
 
@@ -138,7 +145,7 @@ def policy_outputs(spec: TinyPreferenceSpec, prompts: list[str]) -> tuple[list[s
     torch.manual_seed(spec.seed)
     greedy, samples = [], [[] for _ in prompts]
     for start in range(0, len(prompts), spec.batch_size):
-        ids, mask = policy.tokenize_prompts(prompts[start:start + spec.batch_size], None, torch.device("cpu"))
+        ids, mask = policy.tokenize_prompts(prompts[start : start + spec.batch_size], None, torch.device("cpu"))
         greedy += _decode(policy, policy.generate(ids, mask, decoding, do_sample=False))
         for _ in range(spec.num_samples):
             for offset, text in enumerate(_decode(policy, policy.generate(ids, mask, decoding, do_sample=True))):
@@ -182,7 +189,7 @@ def generate(spec: TinyPreferenceSpec) -> tuple[dict[str, list[PreferencePair]],
     order = list(range(len(records)))
     rng.shuffle(order)
     n_val, n_test = round(spec.val_share * len(order)), round(spec.test_share * len(order))
-    split_of = {i: "val" for i in order[:n_val]} | {i: "test" for i in order[n_val:n_val + n_test]}
+    split_of = {i: "val" for i in order[:n_val]} | {i: "test" for i in order[n_val : n_val + n_test]}
     pairs: dict[str, list[PreferencePair]] = {split: [] for split in SPLITS}
     for index, record in enumerate(records):
         source = source_text(record.prompt, record.metadata)
@@ -195,8 +202,12 @@ def generate(spec: TinyPreferenceSpec) -> tuple[dict[str, list[PreferencePair]],
         for chosen, rejected in draw_pairs(candidates, spec.pairs_per_prompt, spec.min_margin, rng):
             flipped = split != "test" and rng.random() < spec.label_noise
             first, second = (rejected, chosen) if flipped else (chosen, rejected)
-            meta = {"flipped": flipped, "gold_margin": round(chosen.gold - rejected.gold, 3),
-                    "kinds": [first.kind, second.kind], "lints": [first.lints, second.lints]}
+            meta = {
+                "flipped": flipped,
+                "gold_margin": round(chosen.gold - rejected.gold, 3),
+                "kinds": [first.kind, second.kind],
+                "lints": [first.lints, second.lints],
+            }
             pairs[split].append(PreferencePair(record.prompt, first.text, second.text, meta))
     linter.teardown()
     return pairs, summarise(pairs)
@@ -211,10 +222,13 @@ def summarise(pairs: dict[str, list[PreferencePair]]) -> dict:
             key = "/".join(pair.metadata["kinds"])
             kinds[key] = kinds.get(key, 0) + 1
         n = max(len(items), 1)
-        summary[split] = {"pairs": len(items), "prompts": len({p.prompt for p in items}),
-                          "flipped_share": sum(p.metadata["flipped"] for p in items) / n,
-                          "chosen_longer_share": sum(len(p.chosen) > len(p.rejected) for p in items) / n,
-                          "kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1]))}
+        summary[split] = {
+            "pairs": len(items),
+            "prompts": len({p.prompt for p in items}),
+            "flipped_share": sum(p.metadata["flipped"] for p in items) / n,
+            "chosen_longer_share": sum(len(p.chosen) > len(p.rejected) for p in items) / n,
+            "kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+        }
     return summary
 
 
@@ -222,9 +236,14 @@ def write_set(spec: TinyPreferenceSpec, out: Path) -> dict:
     """Generate the set and write ``train.jsonl``, ``val.jsonl``, ``test.jsonl`` and ``manifest.json`` into the
     directory ``out`` atomically (a temporary sibling renamed into place). Returns the manifest."""
     pairs, summary = generate(spec)
-    manifest = {"version": VERSION, "spec": asdict(spec), "splits": summary,
-                "gold": "chrF(candidate, reference) - grammar_penalty * Harper lints (SpellCheck off)",
-                "test_labels": "gold (no flips)", "train_val_labels": f"gold, flipped with p={spec.label_noise}"}
+    manifest = {
+        "version": VERSION,
+        "spec": asdict(spec),
+        "splits": summary,
+        "gold": "chrF(candidate, reference) - grammar_penalty * Harper lints (SpellCheck off)",
+        "test_labels": "gold (no flips)",
+        "train_val_labels": f"gold, flipped with p={spec.label_noise}",
+    }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -263,8 +282,12 @@ class TinyPreferenceDataModule(PreferenceDataModule):
         eval_batch_size: pairs per validation/test batch.
     """
 
-    def __init__(self, spec: TinyPreferenceSpec = TinyPreferenceSpec(), batch_size: int = 32,
-                 eval_batch_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        spec: TinyPreferenceSpec = TinyPreferenceSpec(),
+        batch_size: int = 32,
+        eval_batch_size: Optional[int] = None,
+    ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size)
         self.spec = spec
 

@@ -49,8 +49,9 @@ class JudgmentCache:
         data = self.path.read_bytes()
         complete, newline, partial = data.rpartition(b"\n")
         if partial.strip():
-            log.warning("%s: dropping a partial last line (%d bytes) left by an interrupted run", self.path,
-                        len(partial))
+            log.warning(
+                "%s: dropping a partial last line (%d bytes) left by an interrupted run", self.path, len(partial)
+            )
             with open(self.path, "r+b") as handle:
                 handle.truncate(len(complete) + len(newline))
         for number, line in enumerate(complete.decode("utf-8").split("\n"), start=1):
@@ -59,8 +60,9 @@ class JudgmentCache:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{self.path}:{number}: malformed cache line ({err.msg}); remove the line or the "
-                                 f"file to ask again") from None
+                raise ValueError(
+                    f"{self.path}:{number}: malformed cache line ({err.msg}); remove the line or the file to ask again"
+                ) from None
             if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
                 raise ValueError(f"{self.path}:{number}: a cache entry must be a JSON object with a 'key'")
             self._entries[entry["key"]] = entry

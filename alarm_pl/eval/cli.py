@@ -39,15 +39,25 @@ def _compare_parser() -> Any:
 
     parser = ArgumentParser(description="Compare systems' generation files.")
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
-    parser.add_argument("runs", nargs="+", type=str,
-                        help="generation files (JSON Lines), one per system, each FILE or NAME=FILE (unnamed "
-                             "systems are named by their file, or by the folders that tell same-named files apart)")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        type=str,
+        help="generation files (JSON Lines), one per system, each FILE or NAME=FILE (unnamed "
+        "systems are named by their file, or by the folders that tell same-named files apart)",
+    )
     parser.add_argument("--out", type=str, required=True, help="output directory")
-    parser.add_argument("--lower_is_better", nargs="*", type=str, default=[],
-                        help="aspects whose lower values are better, when the files do not declare it")
+    parser.add_argument(
+        "--lower_is_better",
+        nargs="*",
+        type=str,
+        default=[],
+        help="aspects whose lower values are better, when the files do not declare it",
+    )
     parser.add_argument("--log_level", type=str, default="INFO", help="logging level (DEBUG, INFO, WARNING)")
-    parser.add_argument("--judge", type=JudgeConfig, default=JudgeConfig(), help="the LLM judge (skipped without "
-                        "--judge.model)")
+    parser.add_argument(
+        "--judge", type=JudgeConfig, default=JudgeConfig(), help="the LLM judge (skipped without --judge.model)"
+    )
     return parser
 
 
@@ -100,8 +110,7 @@ def name_systems(specs: Sequence[str]) -> list[tuple[str, Path]]:
 def distinguishing_names(paths: Sequence[Path]):
     """An iterator over one name per path: its file stem, preceded by as many parent folders (``generations``
     skipped) as it takes to tell apart paths whose shorter names are equal."""
-    parts = [[p.stem] + [d for d in reversed(p.resolve().parent.parts) if d not in ("generations", "/")]
-             for p in paths]
+    parts = [[p.stem] + [d for d in reversed(p.resolve().parent.parts) if d not in ("generations", "/")] for p in paths]
     depth = [1] * len(paths)
     while True:
         names = ["/".join(reversed(part[:k])) for part, k in zip(parts, depth)]
@@ -136,8 +145,7 @@ def add_judge(results: dict, alignment, config: JudgeConfig, out: Path) -> bool:
         results["judge"] = {"model": config.model, "settings": config.public(), "error": str(err)}
         return False
     endpoint = config.base_url or "(openai client default)"
-    results["judge"] = judge_results(result, config, endpoint, load_prompt(config.prompt_file).hash,
-                                     results["systems"])
+    results["judge"] = judge_results(result, config, endpoint, load_prompt(config.prompt_file).hash, results["systems"])
     return True
 
 
@@ -151,12 +159,17 @@ def write_outputs(results: dict, out: Path) -> list[str]:
     for metric, table in results["win_rates"].items():
         direction = "higher" if table["higher_is_better"] else "lower"
         plots.append(plot_file_name(metric))
-        plot_win_rates(out / plots[-1], f"win rate by {metric} ({direction} is better)", results["systems"],
-                       table["pairs"])
+        plot_win_rates(
+            out / plots[-1], f"win rate by {metric} ({direction} is better)", results["systems"], table["pairs"]
+        )
     if results["judge"] is not None and "pairs" in results["judge"]:
         plots.append(plot_file_name("judge"))
-        plot_win_rates(out / plots[-1], f"win rate by judge {results['judge']['model']}", results["systems"],
-                       results["judge"]["pairs"])
+        plot_win_rates(
+            out / plots[-1],
+            f"win rate by judge {results['judge']['model']}",
+            results["systems"],
+            results["judge"]["pairs"],
+        )
     plot_consistency(out / CONSISTENCY_PLOT, results["consistency"])
     write_text_atomic(out / "report.md", render_markdown(results))  # last: it links the plots above
     return ["report.md", "results.json", *plots, CONSISTENCY_PLOT]

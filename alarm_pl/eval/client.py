@@ -85,10 +85,13 @@ def resolve_api_key(config: JudgeConfig) -> str:
     if key:
         return key
     if config.base_url is None:
-        raise JudgeError(f"the judge needs an API key: set the environment variable {config.api_key_env!r} "
-                         f"(or name another with --judge.api_key_env)")
-    log.warning("environment variable %r is unset; sending a placeholder key to %s", config.api_key_env,
-                config.base_url)
+        raise JudgeError(
+            f"the judge needs an API key: set the environment variable {config.api_key_env!r} "
+            f"(or name another with --judge.api_key_env)"
+        )
+    log.warning(
+        "environment variable %r is unset; sending a placeholder key to %s", config.api_key_env, config.base_url
+    )
     return PLACEHOLDER_KEY
 
 
@@ -108,21 +111,30 @@ class JudgeClient:
         self.prompt = prompt
         self.limiter = limiter
         self._openai = openai
-        self._client = openai.OpenAI(api_key=resolve_api_key(config), base_url=config.base_url,
-                                     timeout=config.timeout, max_retries=0)
+        self._client = openai.OpenAI(
+            api_key=resolve_api_key(config), base_url=config.base_url, timeout=config.timeout, max_retries=0
+        )
         self.endpoint = str(self._client.base_url)
-        self.retry_policy = RetryPolicy(max_retries=config.max_retries, backoff_base=config.backoff_base,
-                                        backoff_max=config.backoff_max, retry_after_max=config.retry_after_max)
+        self.retry_policy = RetryPolicy(
+            max_retries=config.max_retries,
+            backoff_base=config.backoff_base,
+            backoff_max=config.backoff_max,
+            retry_after_max=config.retry_after_max,
+        )
 
     def _request_args(self, instruction: str, output_1: str, output_2: str) -> dict[str, Any]:
-        args: dict[str, Any] = {"model": self.config.model, "temperature": 0,
-                                "messages": self.prompt.messages(instruction, output_1, output_2)}
+        args: dict[str, Any] = {
+            "model": self.config.model,
+            "temperature": 0,
+            "messages": self.prompt.messages(instruction, output_1, output_2),
+        }
         if self.config.max_tokens is not None:
             args["max_tokens"] = self.config.max_tokens
         if self.config.tool != "off":
             args["tools"] = [CHOOSE_OUTPUT_TOOL]
-            args["tool_choice"] = ("auto" if self.config.tool == "auto"
-                                   else {"type": "function", "function": {"name": TOOL_NAME}})
+            args["tool_choice"] = (
+                "auto" if self.config.tool == "auto" else {"type": "function", "function": {"name": TOOL_NAME}}
+            )
         return args
 
     def ask(self, instruction: str, output_1: str, output_2: str) -> Reply:
@@ -138,8 +150,9 @@ class JudgeClient:
             return self._client.chat.completions.create(**args)
 
         def on_retry(failure: Failure, retry: int, wait: float) -> None:
-            log.info("judge request failed (%s); retry %d/%d in %.2fs", failure.message, retry,
-                     self.config.max_retries, wait)
+            log.info(
+                "judge request failed (%s); retry %d/%d in %.2fs", failure.message, retry, self.config.max_retries, wait
+            )
 
         try:
             completion, attempts = call_with_retries(attempt, self._classify, self.retry_policy, on_retry=on_retry)
@@ -151,10 +164,15 @@ class JudgeClient:
         """A failed request as the retry rule sees it; a 401/403/404 raises ``JudgeError``, unknown errors propagate."""
         if isinstance(err, self._openai.APIStatusError):
             if err.status_code in FATAL_STATUSES:
-                raise JudgeError(f"judge endpoint {self.endpoint} (model {self.config.model!r}) answered "
-                                 f"{err.status_code}: {err.message}") from None
-            return Failure(is_retried_status(err.status_code), f"HTTP {err.status_code}: {err.message}",
-                           retry_after_seconds(err.response.headers))
+                raise JudgeError(
+                    f"judge endpoint {self.endpoint} (model {self.config.model!r}) answered "
+                    f"{err.status_code}: {err.message}"
+                ) from None
+            return Failure(
+                is_retried_status(err.status_code),
+                f"HTTP {err.status_code}: {err.message}",
+                retry_after_seconds(err.response.headers),
+            )
         if isinstance(err, self._openai.APIConnectionError):  # timeouts included
             return Failure(True, f"{type(err).__name__}: {err}")
         raise err
@@ -165,6 +183,11 @@ class JudgeClient:
             return Reply(choice=None, status="unparseable", raw="(no choices)", attempts=attempts)
         choice, raw = parse_message(completion.choices[0].message)
         usage = completion.usage
-        return Reply(choice=choice, status="ok" if choice else "unparseable", raw=raw,
-                     prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
-                     completion_tokens=(usage.completion_tokens or 0) if usage else 0, attempts=attempts)
+        return Reply(
+            choice=choice,
+            status="ok" if choice else "unparseable",
+            raw=raw,
+            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+            attempts=attempts,
+        )

@@ -34,8 +34,9 @@ class EvalCollector:
     def reset(self) -> None:
         self.items = []
 
-    def add(self, batch: PromptBatch, inputs: ScoringInput, scored: ScoredBatch, holistic_name: str,
-            aspect_names: list[str]) -> None:
+    def add(
+        self, batch: PromptBatch, inputs: ScoringInput, scored: ScoredBatch, holistic_name: str, aspect_names: list[str]
+    ) -> None:
         """Record one scored batch (B prompts).
 
         Args:
@@ -51,10 +52,17 @@ class EvalCollector:
             aspects = {name: float(scored.scores[name].metric[i]) for name in aspect_names}
             directions = {name: bool(scored.scores[name].higher_is_better) for name in aspect_names}
             record = GenerationRecord(
-                prompt=prompt, generation=inputs.responses[i], reference=batch.references[i],
-                holistic=float(scored.holistic_unpenalized[i]), degenerate=bool(scored.degenerate[i]),
+                prompt=prompt,
+                generation=inputs.responses[i],
+                reference=batch.references[i],
+                holistic=float(scored.holistic_unpenalized[i]),
+                degenerate=bool(scored.degenerate[i]),
                 holistic_raw=float(scored.scores[holistic_name].oriented_metric[i]),
-                aspects=aspects, aspect_higher_is_better=directions, length=int(inputs.lengths[i]), run={})
+                aspects=aspects,
+                aspect_higher_is_better=directions,
+                length=int(inputs.lengths[i]),
+                run={},
+            )
             self.items.append((batch.indices[i] if batch.indices is not None else len(self.items), record))
 
     def finish(self, path: str, run: dict) -> dict[str, float]:

@@ -43,7 +43,8 @@ class GenerationEvaluation:
         """Where the generation file of ``stage`` at ``evaluated_step`` goes (``tag`` names a second policy)."""
         trainer = self.trainer
         directory = self.eval_collector.generations_dir or os.path.join(
-            trainer.log_dir or trainer.default_root_dir, "generations")
+            trainer.log_dir or trainer.default_root_dir, "generations"
+        )
         name = f"{stage}-{tag}" if tag else stage
         return os.path.join(directory, f"{name}-step{self.evaluated_step:06d}.jsonl")
 

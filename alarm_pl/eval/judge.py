@@ -123,20 +123,39 @@ def pair_outcome(first: Reply, second: Reply) -> tuple[str, Optional[str]]:
 
 
 def _cache_entry(key: str, config: JudgeConfig, template_hash: str, question: Question, reply: Reply) -> dict:
-    return {"key": key, "model": config.model, "template_hash": template_hash, **question._asdict(),
-            "choice": reply.choice, "status": reply.status, "raw": reply.raw, "prompt_tokens": reply.prompt_tokens,
-            "completion_tokens": reply.completion_tokens, "attempts": reply.attempts,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "key": key,
+        "model": config.model,
+        "template_hash": template_hash,
+        **question._asdict(),
+        "choice": reply.choice,
+        "status": reply.status,
+        "raw": reply.raw,
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "attempts": reply.attempts,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _from_cache(entry: dict) -> Reply:
-    return Reply(choice=entry.get("choice"), status=entry["status"], raw=entry.get("raw", ""),
-                 prompt_tokens=entry.get("prompt_tokens", 0), completion_tokens=entry.get("completion_tokens", 0),
-                 attempts=0)
+    return Reply(
+        choice=entry.get("choice"),
+        status=entry["status"],
+        raw=entry.get("raw", ""),
+        prompt_tokens=entry.get("prompt_tokens", 0),
+        completion_tokens=entry.get("completion_tokens", 0),
+        attempts=0,
+    )
 
 
-def ask_all(client: JudgeClient, cache: JudgmentCache, questions: Sequence[Question], concurrency: int,
-            on_reply: Optional[Callable[[int, int], None]] = None) -> tuple[dict[Question, Reply], set[Question]]:
+def ask_all(
+    client: JudgeClient,
+    cache: JudgmentCache,
+    questions: Sequence[Question],
+    concurrency: int,
+    on_reply: Optional[Callable[[int, int], None]] = None,
+) -> tuple[dict[Question, Reply], set[Question]]:
     """Replies to every question: cached ones read back, the others asked from ``concurrency`` threads.
 
     Args:
@@ -173,8 +192,9 @@ def ask_all(client: JudgeClient, cache: JudgmentCache, questions: Sequence[Quest
     return replies, set(todo)
 
 
-def tally(alignment: Alignment, prompts: Sequence[str], replies: dict[Question, Reply]
-          ) -> tuple[dict[tuple[str, str], PairCounts], dict[tuple[str, str], dict[str, int]]]:
+def tally(
+    alignment: Alignment, prompts: Sequence[str], replies: dict[Question, Reply]
+) -> tuple[dict[tuple[str, str], PairCounts], dict[tuple[str, str], dict[str, int]]]:
     """Win/lose/tie counts and tie reasons for every ordered pair of systems."""
     counts, reasons = {}, {}
     for a, b in combinations(alignment.systems, 2):
@@ -185,8 +205,9 @@ def tally(alignment: Alignment, prompts: Sequence[str], replies: dict[Question, 
             if same_output(out_a, out_b):
                 outcome, reason = "tie", "identical"
             else:
-                outcome, reason = pair_outcome(replies[Question(prompt, out_a, out_b)],
-                                               replies[Question(prompt, out_b, out_a)])
+                outcome, reason = pair_outcome(
+                    replies[Question(prompt, out_a, out_b)], replies[Question(prompt, out_b, out_a)]
+                )
             outcomes[outcome] += 1
             if reason is not None:
                 why[reason] += 1
@@ -200,16 +221,20 @@ def _usage(replies: dict[Question, Reply], new: set[Question]) -> JudgeUsage:
     fresh = [replies[q] for q in new]
     cached = [reply for q, reply in replies.items() if q not in new]
     return JudgeUsage(
-        requests=sum(r.attempts for r in fresh), new_replies=sum(r.status != "error" for r in fresh),
-        cached_replies=len(cached), errors=sum(r.status == "error" for r in fresh),
+        requests=sum(r.attempts for r in fresh),
+        new_replies=sum(r.status != "error" for r in fresh),
+        cached_replies=len(cached),
+        errors=sum(r.status == "error" for r in fresh),
         new_prompt_tokens=sum(r.prompt_tokens for r in fresh),
         new_completion_tokens=sum(r.completion_tokens for r in fresh),
         cached_prompt_tokens=sum(r.prompt_tokens for r in cached),
-        cached_completion_tokens=sum(r.completion_tokens for r in cached))
+        cached_completion_tokens=sum(r.completion_tokens for r in cached),
+    )
 
 
-def run_judge(alignment: Alignment, config: JudgeConfig, cache_path: str,
-              on_reply: Optional[Callable[[int, int], None]] = None) -> JudgeResult:
+def run_judge(
+    alignment: Alignment, config: JudgeConfig, cache_path: str, on_reply: Optional[Callable[[int, int], None]] = None
+) -> JudgeResult:
     """Judge every pair of systems on the (optionally subsampled) aligned prompts.
 
     Args:
@@ -229,5 +254,6 @@ def run_judge(alignment: Alignment, config: JudgeConfig, cache_path: str,
     replies, new = ask_all(client, cache, questions_for(alignment, prompts), config.concurrency, on_reply)
     counts, reasons = tally(alignment, prompts, replies)
     errors = tuple(sorted({replies[q].error for q in new if replies[q].error}))
-    return JudgeResult(prompts=tuple(prompts), counts=counts, tie_reasons=reasons, usage=_usage(replies, new),
-                       errors=errors)
+    return JudgeResult(
+        prompts=tuple(prompts), counts=counts, tie_reasons=reasons, usage=_usage(replies, new), errors=errors
+    )

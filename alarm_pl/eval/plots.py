@@ -53,8 +53,9 @@ def plot_win_rates(path: Path, title: str, systems: Sequence[str], pairs: dict) 
         for j in range(len(systems)):
             if not np.isnan(rates[i, j]):
                 dark = abs(rates[i, j] - 50) > 30  # the colormap's ends are dark: write white there
-                axes.text(j, i, f"{rates[i, j]:.1f}", ha="center", va="center", fontsize=9,
-                          color="white" if dark else "black")
+                axes.text(
+                    j, i, f"{rates[i, j]:.1f}", ha="center", va="center", fontsize=9, color="white" if dark else "black"
+                )
     axes.set_xticks(range(len(systems)), labels=list(systems), rotation=30, ha="right")
     axes.set_yticks(range(len(systems)), labels=list(systems))
     axes.set_xlabel("against")
@@ -85,22 +86,32 @@ def consistency_figure(consistency: dict, reference: str = LENGTH):
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    defined = sorted(((m, 100 * c["inconsistency"]) for m, c in consistency.items()
-                      if c["inconsistency"] is not None), key=lambda item: item[1])
+    defined = sorted(
+        ((m, 100 * c["inconsistency"]) for m, c in consistency.items() if c["inconsistency"] is not None),
+        key=lambda item: item[1],
+    )
     names, values = [m for m, _ in defined], [v for _, v in defined]
     selected = next((m for m in names if m != reference), None)
     figure = Figure(figsize=(1.5 + 1.1 * max(len(defined), 1), 3.5))
     axes = figure.add_subplot()
-    bars = axes.bar(names, values, color=["tab:green" if m == selected else "tab:gray" for m in names],
-                    hatch=["//" if m == reference else "" for m in names], edgecolor="black")
+    bars = axes.bar(
+        names,
+        values,
+        color=["tab:green" if m == selected else "tab:gray" for m in names],
+        hatch=["//" if m == reference else "" for m in names],
+        edgecolor="black",
+    )
     axes.bar_label(bars, fmt="%.1f")
     axes.set_ylabel("inconsistency with H (%)")
     axes.set_ylim(0, max(values + [50.0]) * 1.35)  # head room for the legend
     axes.set_title("Inconsistency with the holistic reward")
-    legend = [Patch(facecolor="tab:green", edgecolor="black", label="most consistent aspect (would be selected)"),
-              Patch(facecolor="tab:gray", edgecolor="black", label="other aspects")]
+    legend = [
+        Patch(facecolor="tab:green", edgecolor="black", label="most consistent aspect (would be selected)"),
+        Patch(facecolor="tab:gray", edgecolor="black", label="other aspects"),
+    ]
     if reference in names:
-        legend.append(Patch(facecolor="tab:gray", edgecolor="black", hatch="//",
-                            label=f"{reference} (reference, never selected)"))
+        legend.append(
+            Patch(facecolor="tab:gray", edgecolor="black", hatch="//", label=f"{reference} (reference, never selected)")
+        )
     axes.legend(handles=legend, loc="upper left", fontsize=8)
     return figure

@@ -66,8 +66,13 @@ CHOOSE_OUTPUT_TOOL: dict[str, Any] = {
         "description": "Record which of the two outputs is the better answer to the instruction.",
         "parameters": {
             "type": "object",
-            "properties": {"output": {"type": "string", "enum": ["a", "b"],
-                                      "description": "'a' for Output (a), 'b' for Output (b)."}},
+            "properties": {
+                "output": {
+                    "type": "string",
+                    "enum": ["a", "b"],
+                    "description": "'a' for Output (a), 'b' for Output (b).",
+                }
+            },
             "required": ["output"],
         },
     },
@@ -119,7 +124,7 @@ def load_prompt(path: Optional[str]) -> JudgePrompt:
     text = Path(path).read_text(encoding="utf-8")
     system = ""
     if text.lstrip().startswith("[system]"):
-        head, marker, user = text.lstrip()[len("[system]"):].partition("\n[user]\n")
+        head, marker, user = text.lstrip()[len("[system]") :].partition("\n[user]\n")
         if not marker:
             raise ValueError(f"{path}: starts with [system] but has no line [user] before the user template")
         system, text = head.strip(), user

@@ -95,8 +95,9 @@ class GenerationRecord:
             raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         missing = [name for name in REQUIRED_FIELDS if name not in obj]
         if missing:
-            raise ValueError(f"{where}: missing required field(s) {missing}; a generation record needs "
-                             f"{list(REQUIRED_FIELDS)}")
+            raise ValueError(
+                f"{where}: missing required field(s) {missing}; a generation record needs {list(REQUIRED_FIELDS)}"
+            )
         aspects = _typed(obj, "aspects", dict, where, default={})
         directions = _typed(obj, "aspect_higher_is_better", dict, where, default={})
         return GenerationRecord(
@@ -104,12 +105,14 @@ class GenerationRecord:
             generation=_typed(obj, "generation", str, where),
             reference=_typed(obj, "reference", str, where, default=None),
             holistic=_number(obj.get("holistic"), "holistic", where),
-            holistic_raw=None if obj.get("holistic_raw") is None else _number(obj["holistic_raw"], "holistic_raw",
-                                                                                where),
+            holistic_raw=None
+            if obj.get("holistic_raw") is None
+            else _number(obj["holistic_raw"], "holistic_raw", where),
             degenerate=_boolean(obj.get("degenerate", False), "degenerate", where),
             aspects={str(k): _number(v, f"aspects.{k}", where) for k, v in aspects.items()},
-            aspect_higher_is_better={str(k): _boolean(v, f"aspect_higher_is_better.{k}", where)
-                                     for k, v in directions.items()},
+            aspect_higher_is_better={
+                str(k): _boolean(v, f"aspect_higher_is_better.{k}", where) for k, v in directions.items()
+            },
             length=int(_number(obj["length"], "length", where)),
             run=_typed(obj, "run", dict, where, default={}),
         )
@@ -217,8 +220,9 @@ def read_generations(path: PathLike) -> list[GenerationRecord]:
     return records
 
 
-def run_identity(config: Any, checkpoint: Optional[str], decoding: dict[str, Any], step: Optional[int],
-                 stage: Optional[str] = None) -> dict[str, Any]:
+def run_identity(
+    config: Any, checkpoint: Optional[str], decoding: dict[str, Any], step: Optional[int], stage: Optional[str] = None
+) -> dict[str, Any]:
     """The ``run`` field of a generation record.
 
     Args:

@@ -93,8 +93,10 @@ class Alignment:
 
         An aspect a record does not carry reads as NaN (a tie in every comparison).
         """
-        return {system: [_metric_value(self.records[system][prompt], metric) for prompt in self.prompts]
-                for system in self.systems}
+        return {
+            system: [_metric_value(self.records[system][prompt], metric) for prompt in self.prompts]
+            for system in self.systems
+        }
 
     def aspect_names(self) -> list[str]:
         """Every aspect name carried by any record, in first-seen order."""
@@ -133,8 +135,10 @@ def align_by_prompt(systems: Mapping[str, Sequence[GenerationRecord]]) -> Alignm
         table: dict[str, GenerationRecord] = {}
         for index, record in enumerate(records):
             if record.prompt in table:
-                raise ValueError(f"system {name!r}: record {index + 1} repeats the prompt {record.prompt[:80]!r}; "
-                                 f"each prompt must appear once per generation file")
+                raise ValueError(
+                    f"system {name!r}: record {index + 1} repeats the prompt {record.prompt[:80]!r}; "
+                    f"each prompt must appear once per generation file"
+                )
             table[record.prompt] = record
         by_prompt[name] = table
     every = set().union(*(table.keys() for table in by_prompt.values()))
@@ -169,8 +173,9 @@ def compare_values(a: Sequence[float], b: Sequence[float], higher_is_better: boo
     return PairCounts(wins=signs.count(1), losses=signs.count(-1), ties=signs.count(0))
 
 
-def pairwise_counts(values: Mapping[str, Sequence[float]], higher_is_better: bool = True
-                    ) -> dict[tuple[str, str], PairCounts]:
+def pairwise_counts(
+    values: Mapping[str, Sequence[float]], higher_is_better: bool = True
+) -> dict[tuple[str, str], PairCounts]:
     """``compare_values`` for every ordered pair of systems: ``(a, b) -> counts of a against b``."""
     counts = {}
     for a, b in combinations(values, 2):
@@ -179,8 +184,9 @@ def pairwise_counts(values: Mapping[str, Sequence[float]], higher_is_better: boo
     return counts
 
 
-def average_win_rates(systems: Sequence[str], counts: Mapping[tuple[str, str], PairCounts]
-                      ) -> dict[str, Optional[float]]:
+def average_win_rates(
+    systems: Sequence[str], counts: Mapping[tuple[str, str], PairCounts]
+) -> dict[str, Optional[float]]:
     """The Avg. column: each system's mean win rate over the other systems (undefined rates left out)."""
     averages = {}
     for system in systems:
@@ -195,8 +201,9 @@ def _vector(values: Sequence[float]) -> torch.Tensor:
     return torch.tensor(list(values), dtype=torch.float64)
 
 
-def inconsistency(holistic: Mapping[str, Sequence[float]], metric: Mapping[str, Sequence[float]],
-                  higher_is_better: bool = True) -> Consistency:
+def inconsistency(
+    holistic: Mapping[str, Sequence[float]], metric: Mapping[str, Sequence[float]], higher_is_better: bool = True
+) -> Consistency:
     """A metric's inconsistency with the holistic reward over every unordered pair of systems and every prompt.
 
     Args:
@@ -207,8 +214,12 @@ def inconsistency(holistic: Mapping[str, Sequence[float]], metric: Mapping[str, 
     direction = 1.0 if higher_is_better else -1.0
     inconsistent = decisive = 0
     for a, b in combinations(holistic, 2):
-        counts = pair_counts(_vector(holistic[a]), _vector(holistic[b]), direction * _vector(metric[a]).unsqueeze(1),
-                             direction * _vector(metric[b]).unsqueeze(1))  # (N,), (N,), (N, 1), (N, 1)
+        counts = pair_counts(
+            _vector(holistic[a]),
+            _vector(holistic[b]),
+            direction * _vector(metric[a]).unsqueeze(1),
+            direction * _vector(metric[b]).unsqueeze(1),
+        )  # (N,), (N,), (N, 1), (N, 1)
         inconsistent += int(counts["disagree"][0])
         decisive += int(counts["decisive_h"][0])
     return Consistency(inconsistent=inconsistent, decisive=decisive)
@@ -229,8 +240,10 @@ def aspect_directions(alignment: Alignment, lower_is_better: Sequence[str] = ())
     for name in alignment.aspect_names():
         seen = declared.get(name, {})
         if len(seen) > 1:
-            raise ValueError(f"aspect {name!r}: system {seen[True]!r} declares higher-is-better, system "
-                             f"{seen[False]!r} lower-is-better; fix the generation files")
+            raise ValueError(
+                f"aspect {name!r}: system {seen[True]!r} declares higher-is-better, system "
+                f"{seen[False]!r} lower-is-better; fix the generation files"
+            )
         if name in lower_is_better:
             directions[name] = False
         elif seen:
@@ -239,4 +252,3 @@ def aspect_directions(alignment: Alignment, lower_is_better: Sequence[str] = ())
             log.warning("aspect %r has no declared direction; assuming higher is better (see --lower_is_better)", name)
             directions[name] = True
     return directions
-

@@ -53,8 +53,13 @@ def looks_local(name_or_path: str) -> bool:
     return "/" in name_or_path and os.path.isdir(head)
 
 
-def resolve_model_reference(reference: str, what: str, head: str = "lm",
-                            dummy_overrides: Optional[Mapping[str, Any]] = None, device: Optional[str] = None) -> str:
+def resolve_model_reference(
+    reference: str,
+    what: str,
+    head: str = "lm",
+    dummy_overrides: Optional[Mapping[str, Any]] = None,
+    device: Optional[str] = None,
+) -> str:
     """Resolve any model reference of a configuration to a ``from_pretrained`` argument.
 
     Args:
@@ -77,10 +82,12 @@ def resolve_model_reference(reference: str, what: str, head: str = "lm",
     if reference.startswith(DUMMY_SCHEME):
         return str(ensure_dummy_checkpoint(reference, what, head, dummy_overrides, device))
     if dummy_overrides:
-        raise ValueError(f"{what}: dummy_overrides {dict(dummy_overrides)} only apply to 'dummy:' references, not to "
-                         f"{reference!r}; remove them or use dummy:<architecture>")
+        raise ValueError(
+            f"{what}: dummy_overrides {dict(dummy_overrides)} only apply to 'dummy:' references, not to "
+            f"{reference!r}; remove them or use dummy:<architecture>"
+        )
     if reference.startswith(TINY_SCHEME):
-        return str(ensure_tiny_asset(reference[len(TINY_SCHEME):], what))
+        return str(ensure_tiny_asset(reference[len(TINY_SCHEME) :], what))
     return resolve_pretrained(reference, what)
 
 
@@ -109,7 +116,8 @@ def resolve_pretrained(name_or_path: str, what: str, timeout: float = DEFAULT_HU
         detail = "is not a directory" if os.path.exists(expanded) else "does not exist"
         raise FileNotFoundError(
             f"{what}: local path {name_or_path!r} ({expanded}) {detail}; it must be a directory written by "
-            f"save_pretrained (config.json, weights, tokenizer files)")
+            f"save_pretrained (config.json, weights, tokenizer files)"
+        )
     return _resolve_hub_id(name_or_path, what, timeout)
 
 
@@ -125,15 +133,17 @@ def _cached_snapshot(repo_id: str) -> Optional[str]:
 
 def _resolve_hub_id(repo_id: str, what: str, timeout: float) -> str:
     """Check a hub id with one short request (or the cache when offline); see ``resolve_pretrained``."""
-    fix = ("download it on a machine with network access (e.g. `hf download {id} --local-dir DIR`) and set "
-           "{what} to DIR").format(id=repo_id, what=what)
+    fix = (
+        "download it on a machine with network access (e.g. `hf download {id} --local-dir DIR`) and set {what} to DIR"
+    ).format(id=repo_id, what=what)
     if hub_offline():
         cached = _cached_snapshot(repo_id)
         if cached is not None:
             return cached
         raise HubUnavailableError(
             f"{what}: hub model {repo_id!r} is not in the local cache and HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is "
-            f"set, so it cannot be downloaded; {fix}, or unset HF_HUB_OFFLINE to download it")
+            f"set, so it cannot be downloaded; {fix}, or unset HF_HUB_OFFLINE to download it"
+        )
     from huggingface_hub import HfApi
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
@@ -143,22 +153,26 @@ def _resolve_hub_id(repo_id: str, what: str, timeout: float) -> str:
     except GatedRepoError as err:
         raise HubUnavailableError(
             f"{what}: hub model {repo_id!r} is gated; accept its licence on the hub and log in "
-            f"(`hf auth login` or HF_TOKEN), or {fix}") from err
+            f"(`hf auth login` or HF_TOKEN), or {fix}"
+        ) from err
     except RepositoryNotFoundError as err:
         raise HubUnavailableError(
             f"{what}: hub model {repo_id!r} does not exist (or is private and no token was given); check the id "
-            f"or give a local directory") from err
+            f"or give a local directory"
+        ) from err
     except Exception as err:  # noqa: BLE001 - network errors come in many types (httpx, ssl, socket)
         cached = _cached_snapshot(repo_id)
         if cached is not None:
             return cached
         raise HubUnavailableError(
             f"{what}: the hub could not be reached within {timeout:g} s to resolve {repo_id!r} "
-            f"({type(err).__name__}: {err}); {fix}") from err
+            f"({type(err).__name__}: {err}); {fix}"
+        ) from err
 
 
-def quantization_config(bits: Optional[int], allow_cpu: bool = False,
-                        compute_dtype: torch.dtype = torch.bfloat16) -> "Optional[object]":
+def quantization_config(
+    bits: Optional[int], allow_cpu: bool = False, compute_dtype: torch.dtype = torch.bfloat16
+) -> "Optional[object]":
     """A ``BitsAndBytesConfig`` for ``bits`` (4: NF4 with double quantization, 8: LLM.int8), or None.
 
     Args:
@@ -179,14 +193,19 @@ def quantization_config(bits: Optional[int], allow_cpu: bool = False,
             f"{bits}-bit quantization was requested but CUDA is not available; set the quantization bits to null "
             f"to load the model unquantized on this machine, or (reward-model scorers) set "
             f"allow_cpu_quantization: true to use bitsandbytes' (slow) CPU kernels on purpose, as "
-            f"configs/smoke/*_cpu.yaml do")
+            f"configs/smoke/*_cpu.yaml do"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise RuntimeError(f"{bits}-bit quantization needs bitsandbytes: pip install 'bitsandbytes>=0.43'")
     from transformers import BitsAndBytesConfig
 
     if bits == 4:
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 

@@ -51,9 +51,16 @@ def _accepts_logits_to_keep(model_class: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
-def response_logits_and_hidden(model: nn.Module, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
-                               response_mask: Tensor, seq2seq: bool, decoder_start_id: Optional[int],
-                               want_hidden: bool = True) -> tuple[Tensor, Optional[Tensor]]:
+def response_logits_and_hidden(
+    model: nn.Module,
+    query_ids: Tensor,
+    query_mask: Tensor,
+    response_ids: Tensor,
+    response_mask: Tensor,
+    seq2seq: bool,
+    decoder_start_id: Optional[int],
+    want_hidden: bool = True,
+) -> tuple[Tensor, Optional[Tensor]]:
     """(B, T, V) logits predicting each response token and (B, T, H) the trunk's last hidden state there.
 
     Args:
@@ -66,14 +73,24 @@ def response_logits_and_hidden(model: nn.Module, query_ids: Tensor, query_mask: 
     """
     query_ids, query_mask = trim_prompt_padding(query_ids, query_mask, left=not seq2seq)
     captured: list[Tensor] = []
-    handle = (hf_model(model).get_decoder().register_forward_hook(lambda m, a, out: captured.append(trunk_output(out)))
-              if want_hidden else None)
+    handle = (
+        hf_model(model).get_decoder().register_forward_hook(lambda m, a, out: captured.append(trunk_output(out)))
+        if want_hidden
+        else None
+    )
     try:
         if seq2seq:
-            decoder_in = torch.cat([torch.full_like(response_ids[:, :1], decoder_start_id), response_ids[:, :-1]], dim=1)
+            decoder_in = torch.cat(
+                [torch.full_like(response_ids[:, :1], decoder_start_id), response_ids[:, :-1]], dim=1
+            )
             decoder_mask = torch.cat([torch.ones_like(response_mask[:, :1]), response_mask[:, :-1]], dim=1)
-            out = model(input_ids=query_ids, attention_mask=query_mask.long(), decoder_input_ids=decoder_in,
-                        decoder_attention_mask=decoder_mask.long(), use_cache=False)
+            out = model(
+                input_ids=query_ids,
+                attention_mask=query_mask.long(),
+                decoder_input_ids=decoder_in,
+                decoder_attention_mask=decoder_mask.long(),
+                use_cache=False,
+            )
             return out.logits, captured[-1] if want_hidden else None
         length = response_ids.shape[1]
         input_ids = torch.cat([query_ids, response_ids], dim=1)  # (B, P+T)
@@ -81,8 +98,8 @@ def response_logits_and_hidden(model: nn.Module, query_ids: Tensor, query_mask: 
         positions = (attention.cumsum(dim=1) - 1).clamp(min=0)  # left padding must not shift positions
         keep = {"logits_to_keep": length + 1} if _accepts_logits_to_keep(type(hf_model(model))) else {}
         out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=False, **keep)
-        logits = out.logits[:, -(length + 1):-1]  # position P-1+t predicts response token t
-        hidden = captured[-1][:, -(length + 1):-1] if want_hidden else None
+        logits = out.logits[:, -(length + 1) : -1]  # position P-1+t predicts response token t
+        hidden = captured[-1][:, -(length + 1) : -1] if want_hidden else None
         return logits, hidden
     finally:
         if handle is not None:

@@ -20,8 +20,12 @@ from torch import Tensor, nn
 
 from alarm_pl.config import GenerationConfig, PolicyConfig
 from alarm_pl.faults import guard_memory
-from alarm_pl.models.loading import (quantization_config, resolve_model_reference, resolve_pretrained,
-                                     torch_dtype_from_str)
+from alarm_pl.models.loading import (
+    quantization_config,
+    resolve_model_reference,
+    resolve_pretrained,
+    torch_dtype_from_str,
+)
 from alarm_pl.models.passes import hf_model, response_logits_and_hidden
 from alarm_pl.models.sampling import SampledScores, StepRecorder, merged_adapter, scores_are_exact
 from alarm_pl.ppo.functional import entropy_from_logits, logprobs_from_logits
@@ -111,8 +115,9 @@ class Policy(nn.Module):
             return
         from transformers import AutoConfig, AutoTokenizer
 
-        path = resolve_model_reference(self.config.model_name_or_path, "model.policy.model_name_or_path", "lm",
-                                       self.config.dummy_overrides)
+        path = resolve_model_reference(
+            self.config.model_name_or_path, "model.policy.model_name_or_path", "lm", self.config.dummy_overrides
+        )
         hf_config = AutoConfig.from_pretrained(path)
         arch = self.config.architecture
         self.is_seq2seq = bool(hf_config.is_encoder_decoder) if arch == "auto" else arch == "seq2seq"
@@ -133,7 +138,9 @@ class Policy(nn.Module):
         if not self.for_ppo:
             return
         disable_dropout(self.model)
-        hidden = hf_config.get_text_config().hidden_size if hasattr(hf_config, "get_text_config") else hf_config.hidden_size
+        hidden = (
+            hf_config.get_text_config().hidden_size if hasattr(hf_config, "get_text_config") else hf_config.hidden_size
+        )
         self.value_head = nn.Linear(hidden, 1)
         nn.init.normal_(self.value_head.weight, std=1.0 / (hidden + 1))
         nn.init.zeros_(self.value_head.bias)
@@ -160,8 +167,13 @@ class Policy(nn.Module):
         if cfg.reference == "frozen_adapter_copy":
             raise ValueError("model.policy.reference=frozen_adapter_copy needs model.policy.adapter_path")
         task = TaskType.SEQ_2_SEQ_LM if self.is_seq2seq else TaskType.CAUSAL_LM
-        lora = LoraConfig(task_type=task, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=cfg.lora_target_modules)
+        lora = LoraConfig(
+            task_type=task,
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.lora_target_modules,
+        )
         return get_peft_model(model, lora)
 
     def no_dropout(self) -> None:
@@ -180,23 +192,36 @@ class Policy(nn.Module):
         model's kind and size, the adapter's shape, the reference policy and the precision. Call after ``load``."""
         base = self._base_config()
         text = base.get_text_config() if hasattr(base, "get_text_config") else base
-        shape = (f"{base.model_type} {'seq2seq' if self.is_seq2seq else 'causal'} vocab={text.vocab_size} "
-                 f"hidden={text.hidden_size} layers={text.num_hidden_layers}")
+        shape = (
+            f"{base.model_type} {'seq2seq' if self.is_seq2seq else 'causal'} vocab={text.vocab_size} "
+            f"hidden={text.hidden_size} layers={text.num_hidden_layers}"
+        )
         adapter = "full fine-tuning"
         if self.config.lora_r:
             lora = self.model.peft_config["default"]
             adapter = f"LoRA r={lora.r} alpha={lora.lora_alpha} targets={sorted(lora.target_modules or [])}"
-        return {"model": self.config.model_name_or_path, "model_shape": shape, "adapter": adapter,
-                "reference": self.config.reference if self.config.lora_r else "frozen copy",
-                "precision": f"{self.config.dtype}, {self.config.quantization_bits or 'no'} quantization bits"}
+        return {
+            "model": self.config.model_name_or_path,
+            "model_shape": shape,
+            "adapter": adapter,
+            "reference": self.config.reference if self.config.lora_r else "frozen copy",
+            "precision": f"{self.config.dtype}, {self.config.quantization_bits or 'no'} quantization bits",
+        }
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The adapter (or the whole model when ``lora_r == 0``) and the value head."""
         return [p for p in self.parameters() if p.requires_grad]
 
     # ------------------------------------------------------------------ forward
-    def forward(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor,
-                trunk_grad: bool = True, entropy_grad: bool = True) -> PolicyOutput:
+    def forward(
+        self,
+        query_ids: Tensor,
+        query_mask: Tensor,
+        response_ids: Tensor,
+        response_mask: Tensor,
+        trunk_grad: bool = True,
+        entropy_grad: bool = True,
+    ) -> PolicyOutput:
         """Log-probs, values and entropy of the given responses, each (B, T), exactly 0 on padding.
 
         ``trunk_grad=False`` runs the language model without autograd, so that a loss on the values trains the value
@@ -215,14 +240,23 @@ class Policy(nn.Module):
             entropy = entropy_from_logits(logits) * mask
         return PolicyOutput(logprobs.float(), values.float(), entropy.float())
 
-    def _logits_and_hidden(self, query_ids, query_mask, response_ids, response_mask, model=None,
-                           want_hidden: bool = True) -> tuple[Tensor, Tensor | None]:
+    def _logits_and_hidden(
+        self, query_ids, query_mask, response_ids, response_mask, model=None, want_hidden: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         """(B, T, V) logits predicting each response token and (B, T, H) the trunk's hidden state there
         (``passes.response_logits_and_hidden``)."""
         response_ids = response_ids.masked_fill(~response_mask.bool(), self.tokenizer.pad_token_id)
         start = self._base_config().decoder_start_token_id if self.is_seq2seq else None
-        return response_logits_and_hidden(self.model if model is None else model, query_ids, query_mask,
-                                          response_ids, response_mask, self.is_seq2seq, start, want_hidden)
+        return response_logits_and_hidden(
+            self.model if model is None else model,
+            query_ids,
+            query_mask,
+            response_ids,
+            response_mask,
+            self.is_seq2seq,
+            start,
+            want_hidden,
+        )
 
     def _base_config(self):
         return hf_model(self.model).config
@@ -268,13 +302,17 @@ class Policy(nn.Module):
     def reference_logprobs(self, query_ids, query_mask, response_ids, response_mask) -> Tensor:
         """(B, T) log π_ref of the response tokens, 0 on padding."""
         if self.reference_model is not None:
-            logits, _ = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask,
-                                                self.reference_model, want_hidden=False)
+            logits, _ = self._logits_and_hidden(
+                query_ids, query_mask, response_ids, response_mask, self.reference_model, want_hidden=False
+            )
         else:
             with self.reference_mode():
-                logits, _ = self._logits_and_hidden(query_ids, query_mask, response_ids, response_mask,
-                                                    want_hidden=False)
-        return (logprobs_from_logits(logits, response_ids.masked_fill(~response_mask.bool(), 0)) * response_mask).float()
+                logits, _ = self._logits_and_hidden(
+                    query_ids, query_mask, response_ids, response_mask, want_hidden=False
+                )
+        return (
+            logprobs_from_logits(logits, response_ids.masked_fill(~response_mask.bool(), 0)) * response_mask
+        ).float()
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
@@ -284,49 +322,68 @@ class Policy(nn.Module):
         Raises:
             OutOfMemoryFault: on every process when any ran out of memory (``alarm_pl/faults.py``).
         """
-        return guard_memory("generation", lambda: self._generate(query_ids, query_mask, config, do_sample,
-                                                                  record=False))[0]
+        return guard_memory(
+            "generation", lambda: self._generate(query_ids, query_mask, config, do_sample, record=False)
+        )[0]
 
     @torch.no_grad()
-    def generate_with_scores(self, query_ids: Tensor, query_mask: Tensor, config: GenerationConfig,
-                             do_sample: bool) -> tuple[Generation, SampledScores]:
+    def generate_with_scores(
+        self, query_ids: Tensor, query_mask: Tensor, config: GenerationConfig, do_sample: bool
+    ) -> tuple[Generation, SampledScores]:
         """``generate``, plus the sampled tokens' log-probs and values read from generation's own pass
         (``models/sampling.py``): what ``forward`` would give on the responses, without running it, where
         ``generation_scores_exact`` holds."""
-        generated, scores = guard_memory("generation", lambda: self._generate(query_ids, query_mask, config,
-                                                                               do_sample, record=True))
+        generated, scores = guard_memory(
+            "generation", lambda: self._generate(query_ids, query_mask, config, do_sample, record=True)
+        )
         return generated, scores
 
     def generation_scores_exact(self, device_type: str) -> bool:
         """Whether ``generate_with_scores`` equals ``forward`` up to float32 rounding here (``scores_are_exact``)."""
         return scores_are_exact(hf_model(self.model).dtype, self.config.quantization_bits is not None, device_type)
 
-    def _generate(self, query_ids: Tensor, query_mask: Tensor, config: GenerationConfig, do_sample: bool,
-                  record: bool) -> tuple[Generation, SampledScores | None]:
+    def _generate(
+        self, query_ids: Tensor, query_mask: Tensor, config: GenerationConfig, do_sample: bool, record: bool
+    ) -> tuple[Generation, SampledScores | None]:
         tok = self.tokenizer
-        kwargs = dict(max_new_tokens=config.max_new_tokens, min_new_tokens=config.min_new_tokens or None,
-                      do_sample=do_sample, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        kwargs = dict(
+            max_new_tokens=config.max_new_tokens,
+            min_new_tokens=config.min_new_tokens or None,
+            do_sample=do_sample,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
         if do_sample:
             kwargs.update(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
         else:
             kwargs.update(temperature=None, top_k=None, top_p=None)
         base = hf_model(self.model)
-        recorder = (StepRecorder(base, base.get_decoder(), "decoder_input_ids" if self.is_seq2seq else "input_ids")
-                    if record else contextlib.nullcontext())
-        fold = (config.merge_adapter and self.config.lora_r > 0 and self.config.quantization_bits is None
-                and base.dtype == torch.float32)  # in lower precision W + ΔW would round ΔW away
-        with (merged_adapter(self.model) if fold else contextlib.nullcontext()), recorder:
+        recorder = (
+            StepRecorder(base, base.get_decoder(), "decoder_input_ids" if self.is_seq2seq else "input_ids")
+            if record
+            else contextlib.nullcontext()
+        )
+        fold = (
+            config.merge_adapter
+            and self.config.lora_r > 0
+            and self.config.quantization_bits is None
+            and base.dtype == torch.float32
+        )  # in lower precision W + ΔW would round ΔW away
+        with merged_adapter(self.model) if fold else contextlib.nullcontext(), recorder:
             out = self.model.generate(input_ids=query_ids, attention_mask=query_mask.long(), **kwargs)
-        ids = out[:, 1:] if self.is_seq2seq else out[:, query_ids.shape[1]:]  # drop decoder start / prompt
+        ids = out[:, 1:] if self.is_seq2seq else out[:, query_ids.shape[1] :]  # drop decoder start / prompt
         mask = response_mask_from_ids(ids, tok.eos_token_id)
         ids = ids.masked_fill(~mask, tok.pad_token_id)
         scores = recorder.finish(ids, mask, self.value_head) if record else None
         return Generation(ids, mask), scores
 
-    def tokenize_prompts(self, prompts: list[str], max_length: int | None, device: torch.device) -> tuple[Tensor, Tensor]:
+    def tokenize_prompts(
+        self, prompts: list[str], max_length: int | None, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
         """(B, P) ids and bool mask of the prompts, padded on the side the architecture needs."""
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=max_length is not None,
-                             max_length=max_length)
+        enc = self.tokenizer(
+            prompts, return_tensors="pt", padding=True, truncation=max_length is not None, max_length=max_length
+        )
         return enc["input_ids"].to(device), enc["attention_mask"].bool().to(device)
 
     # ------------------------------------------------------------------ export
@@ -369,8 +426,9 @@ def merge_adapter_into_base(auto_class, config: PolicyConfig, adapter_dir: str) 
     ``adapter_dir`` merged into its weights."""
     from peft import PeftModel
 
-    path = resolve_model_reference(config.model_name_or_path, "model.policy.model_name_or_path", "lm",
-                                   config.dummy_overrides)
+    path = resolve_model_reference(
+        config.model_name_or_path, "model.policy.model_name_or_path", "lm", config.dummy_overrides
+    )
     base = auto_class.from_pretrained(path, dtype=torch_dtype_from_str(config.dtype))
     model = PeftModel.from_pretrained(base, adapter_dir)
     untie_output_embedding(model)

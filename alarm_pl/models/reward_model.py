@@ -66,8 +66,9 @@ class TokenLogits(NamedTuple):
     offsets: Tensor
 
 
-def format_template(template: str, prompt: str, response: str, reference: Optional[str] = None,
-                    question: Optional[str] = None) -> tuple[str, int]:
+def format_template(
+    template: str, prompt: str, response: str, reference: Optional[str] = None, question: Optional[str] = None
+) -> tuple[str, int]:
     """Fill ``{prompt}``, ``{response}``, ``{reference}`` and ``{question}`` in ``template`` (other braces are left as
     they are). ``{question}`` is the record's ``metadata["question"]`` (QA-Feedback's question field), which
     FineGrainedRLHF's relevance model reads as ``question: … answer: …``.
@@ -82,7 +83,7 @@ def format_template(template: str, prompt: str, response: str, reference: Option
     values = {"prompt": prompt, "response": response, "reference": reference, "question": question}
     pieces, cursor, response_start = [], 0, -1
     for match in _PLACEHOLDER.finditer(template):
-        pieces.append(template[cursor:match.start()])
+        pieces.append(template[cursor : match.start()])
         value = values[match.group(1)]
         if value is None:
             source = "a reference" if match.group(1) == "reference" else "a 'question' in its metadata"
@@ -167,8 +168,13 @@ def resolve_template(configured: Optional[str], saved: Optional[str], what: str)
     if configured is None:
         return saved if saved is not None else ULTRARM_TEMPLATE
     if saved is not None and configured != saved:
-        log.warning("%s was trained with the template %r but is configured with %r; scores may be meaningless (leave "
-                    "the scorer's template unset to use the saved one)", what, saved, configured)
+        log.warning(
+            "%s was trained with the template %r but is configured with %r; scores may be meaningless (leave "
+            "the scorer's template unset to use the saved one)",
+            what,
+            saved,
+            configured,
+        )
     return configured
 
 
@@ -196,7 +202,7 @@ def length_ordered_batches(texts: list[str], size: int) -> list[list[int]]:
     if len(texts) <= size:
         return [list(range(len(texts)))] if texts else []
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    return [order[start:start + size] for start in range(0, len(order), size)]
+    return [order[start : start + size] for start in range(0, len(order), size)]
 
 
 class FrozenRewardModel:
@@ -211,14 +217,23 @@ class FrozenRewardModel:
         max_length: tokens per text, capped at ``model_input_limit``; longer texts lose their beginning.
     """
 
-    def __init__(self, model: "torch.nn.Module", tokenizer, kind: HeadKind = "sequence",
-                 template: str = ULTRARM_TEMPLATE, batch_size: int = 8, max_length: int = 1024) -> None:
+    def __init__(
+        self,
+        model: "torch.nn.Module",
+        tokenizer,
+        kind: HeadKind = "sequence",
+        template: str = ULTRARM_TEMPLATE,
+        batch_size: int = 8,
+        max_length: int = 1024,
+    ) -> None:
         format_template(template, "", "", "", "")  # validates the template now, not at the first batch
         if kind not in ("sequence", "token"):
             raise ValueError(f"reward model kind must be 'sequence' or 'token', got {kind!r}")
         if kind == "sequence" and model.config.num_labels != 1:
-            raise ValueError(f"a sequence reward model needs exactly one output (regression head), this one has "
-                             f"num_labels={model.config.num_labels}")
+            raise ValueError(
+                f"a sequence reward model needs exactly one output (regression head), this one has "
+                f"num_labels={model.config.num_labels}"
+            )
         if kind == "token" and not getattr(tokenizer, "is_fast", False):
             raise ValueError("a token-classification reward model needs a fast tokenizer (character offsets)")
         configure_reward_tokenizer(tokenizer)
@@ -228,11 +243,21 @@ class FrozenRewardModel:
         self.batch_size, self.max_length = int(batch_size), min(int(max_length), model_input_limit(model, tokenizer))
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path: str, kind: HeadKind = "sequence", template: Optional[str] = None,
-                        batch_size: int = 8, max_length: int = 1024, quantization_bits: Optional[int] = None,
-                        dtype: str = "float32", device: "str | torch.device" = "cpu", what: str = "model_name_or_path",
-                        key_mapping: Optional[dict[str, str]] = None, allow_cpu_quantization: bool = False,
-                        dummy_overrides: Optional[dict] = None) -> "FrozenRewardModel":
+    def from_pretrained(
+        cls,
+        model_name_or_path: str,
+        kind: HeadKind = "sequence",
+        template: Optional[str] = None,
+        batch_size: int = 8,
+        max_length: int = 1024,
+        quantization_bits: Optional[int] = None,
+        dtype: str = "float32",
+        device: "str | torch.device" = "cpu",
+        what: str = "model_name_or_path",
+        key_mapping: Optional[dict[str, str]] = None,
+        allow_cpu_quantization: bool = False,
+        dummy_overrides: Optional[dict] = None,
+    ) -> "FrozenRewardModel":
         """Load model and tokenizer from a local directory or the hub (``loading.resolve_pretrained``).
 
         Args:
@@ -269,39 +294,58 @@ class FrozenRewardModel:
         try:
             model, info = auto.from_pretrained(path, **kwargs)
         except (RuntimeError, ValueError) as err:  # e.g. a head of another size than one output
-            raise ValueError(f"{what}: {model_name_or_path!r} could not be loaded as a {kind} reward model"
-                             f"{' (one regression output)' if kind == 'sequence' else ''}: {err}") from err
+            raise ValueError(
+                f"{what}: {model_name_or_path!r} could not be loaded as a {kind} reward model"
+                f"{' (one regression output)' if kind == 'sequence' else ''}: {err}"
+            ) from err
         if info.get("missing_keys"):
             missing = sorted(info["missing_keys"])
             raise ValueError(
                 f"{what}: {model_name_or_path!r} lacks weights {missing[:5]} for a {kind} reward model, so they would "
                 f"be random; check the head type, or pass key_mapping for a renamed head (UltraRM: "
-                f"{ULTRARM_KEY_MAPPING})")
+                f"{ULTRARM_KEY_MAPPING})"
+            )
         if quant is None:
             model = model.to(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        template = resolve_template(template, getattr(model.config, TEMPLATE_KEY, None), f"{what}: {model_name_or_path!r}")
+        template = resolve_template(
+            template, getattr(model.config, TEMPLATE_KEY, None), f"{what}: {model_name_or_path!r}"
+        )
         return cls(model, tokenizer, kind=kind, template=template, batch_size=batch_size, max_length=max_length)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def format(self, prompts: list[str], responses: list[str], references: Optional[list[Optional[str]]] = None,
-               questions: Optional[list[Optional[str]]] = None) -> list[tuple[str, int]]:
+    def format(
+        self,
+        prompts: list[str],
+        responses: list[str],
+        references: Optional[list[Optional[str]]] = None,
+        questions: Optional[list[Optional[str]]] = None,
+    ) -> list[tuple[str, int]]:
         """The template filled for each example: (text, character offset of the response in it)."""
         references = references if references is not None else [None] * len(responses)
         questions = questions if questions is not None else [None] * len(responses)
-        return [format_template(self.template, p, r, ref, q)
-                for p, r, ref, q in zip(prompts, responses, references, questions)]
+        return [
+            format_template(self.template, p, r, ref, q)
+            for p, r, ref, q in zip(prompts, responses, references, questions)
+        ]
 
     def _encode(self, texts: list[str], max_length: int, offsets: bool = False):
-        return self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
-                              return_offsets_mapping=offsets)
+        return self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+            return_offsets_mapping=offsets,
+        )
 
     @torch.no_grad()
-    def score_texts(self, texts: list[str], batch_size: Optional[int] = None,
-                    max_length: Optional[int] = None) -> Tensor:
+    def score_texts(
+        self, texts: list[str], batch_size: Optional[int] = None, max_length: Optional[int] = None
+    ) -> Tensor:
         """Scalar reward of each (already formatted) text.
 
         Returns:
@@ -316,8 +360,9 @@ class FrozenRewardModel:
         return scores
 
     @torch.no_grad()
-    def token_logits(self, texts: list[str], batch_size: Optional[int] = None,
-                     max_length: Optional[int] = None) -> list[TokenLogits]:
+    def token_logits(
+        self, texts: list[str], batch_size: Optional[int] = None, max_length: Optional[int] = None
+    ) -> list[TokenLogits]:
         """Per-token logits and character offsets of each (already formatted) text; see ``TokenLogits``."""
         if self.kind != "token":
             raise ValueError("token_logits needs a token-classification reward model (kind='token')")
@@ -332,8 +377,9 @@ class FrozenRewardModel:
         return results
 
     @torch.no_grad()
-    def word_token_logits(self, words: list[list[str]], batch_size: Optional[int] = None,
-                          max_length: Optional[int] = None) -> list[WordLogits]:
+    def word_token_logits(
+        self, words: list[list[str]], batch_size: Optional[int] = None, max_length: Optional[int] = None
+    ) -> list[WordLogits]:
         """Per-token logits and word indices of texts given as word lists (``is_split_into_words=True``).
 
         Byte-level BPE tokenizers (RoBERTa, Longformer) must have ``add_prefix_space=True`` for this, as
@@ -343,13 +389,21 @@ class FrozenRewardModel:
         if self.kind != "token":
             raise ValueError("word_token_logits needs a token-classification reward model (kind='token')")
         if getattr(self.tokenizer, "add_prefix_space", None) is False:
-            raise ValueError("the reward model's tokenizer has add_prefix_space=False, but word-split input needs it "
-                             "(FineGrainedRLHF trains with add_prefix_space=True); set \"add_prefix_space\": true in "
-                             "its tokenizer_config.json")
+            raise ValueError(
+                "the reward model's tokenizer has add_prefix_space=False, but word-split input needs it "
+                '(FineGrainedRLHF trains with add_prefix_space=True); set "add_prefix_space": true in '
+                "its tokenizer_config.json"
+            )
         results: list[WordLogits | None] = [None] * len(words)
         for batch in length_ordered_batches([" ".join(w) for w in words], batch_size or self.batch_size):
-            enc = self.tokenizer([words[i] for i in batch], is_split_into_words=True, padding=True, truncation=True,
-                                 max_length=max_length or self.max_length, return_tensors="pt")
+            enc = self.tokenizer(
+                [words[i] for i in batch],
+                is_split_into_words=True,
+                padding=True,
+                truncation=True,
+                max_length=max_length or self.max_length,
+                return_tensors="pt",
+            )
             mask = enc["attention_mask"]  # (b, L)
             out = self.model(input_ids=enc["input_ids"].to(self.device), attention_mask=mask.to(self.device))
             logits = out.logits.float().cpu()  # (b, L, C)

@@ -75,8 +75,10 @@ class StepRecorder:
         self._handles = []
 
     def __enter__(self) -> "StepRecorder":
-        self._handles = [self.model.register_forward_hook(self._on_logits, with_kwargs=True),
-                         self.trunk.register_forward_hook(self._on_hidden)]
+        self._handles = [
+            self.model.register_forward_hook(self._on_logits, with_kwargs=True),
+            self.trunk.register_forward_hook(self._on_hidden),
+        ]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -108,12 +110,17 @@ class StepRecorder:
         length = response_ids.shape[1]
         mask = response_mask.bool()
         fed = torch.stack(self.fed, dim=1) if self.fed else response_ids[:, :0]  # (B, T-1)
-        if (self._pending is None or len(self.hidden) != length or fed.shape[1] != length - 1
-                or not torch.equal(fed[mask[:, :-1]], response_ids[:, :-1][mask[:, :-1]])):
+        if (
+            self._pending is None
+            or len(self.hidden) != length
+            or fed.shape[1] != length - 1
+            or not torch.equal(fed[mask[:, :-1]], response_ids[:, :-1][mask[:, :-1]])
+        ):
             raise RuntimeError(
                 f"generation ran the model {len(self.hidden)} times for {length} tokens, or fed it other tokens than "
                 "it returned, so its scores cannot stand in for the old log-probs; set "
-                "model.generation.old_logprobs_from: forward")
+                "model.generation.old_logprobs_from: forward"
+            )
         last = self._pending.gather(1, response_ids[:, -1:]).squeeze(1)  # (B,)
         logprobs = torch.stack([*self.logprobs, last], dim=1)  # (B, T)
         hidden = torch.stack(self.hidden, dim=1)  # (B, T, H)
@@ -170,8 +177,13 @@ def _foldable_layers(peft_model: nn.Module) -> Optional[list[tuple[nn.Module, st
         if not hasattr(module, "lora_A") or active[0] not in module.lora_A:
             continue
         base = module.get_base_layer()
-        if (type(module) not in (Linear, Embedding) or module.use_dora.get(active[0], False) or module.disable_adapters
-                or getattr(base.weight, "quant_state", None) is not None or counts.get(id(base.weight), 0) > 1):
+        if (
+            type(module) not in (Linear, Embedding)
+            or module.use_dora.get(active[0], False)
+            or module.disable_adapters
+            or getattr(base.weight, "quant_state", None) is not None
+            or counts.get(id(base.weight), 0) > 1
+        ):
             return None
         folds.append((module, active[0]))
     return folds or None

@@ -248,7 +248,9 @@ def value_loss(
     values, old_values, returns = (torch.where(mask, t, zero) for t in (values, old_values, returns))  # (B, T) each
     unclipped_error = (values - returns) ** 2  # (B, T)
     if clip_range is None:
-        return 0.5 * masked_mean(unclipped_error, mask), ValueLossStats(vf_clipfrac=torch.zeros((), device=values.device))
+        return 0.5 * masked_mean(unclipped_error, mask), ValueLossStats(
+            vf_clipfrac=torch.zeros((), device=values.device)
+        )
     clipped_values = old_values + torch.clamp(values - old_values, -clip_range, clip_range)  # (B, T)
     clipped_error = (clipped_values - returns) ** 2  # (B, T)
     loss = 0.5 * masked_mean(torch.maximum(unclipped_error, clipped_error), mask)

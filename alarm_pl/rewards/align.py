@@ -57,10 +57,10 @@ def _emit_groups(tokenizer, ids: list[int], special: set[int], context: int) -> 
         g = pending[0]
         k = group_start[max(0, g - context)] if g > 0 else 0
         prev = tokenizer.decode(ids[k:g], skip_special_tokens=True)
-        new = tokenizer.decode(ids[k:i + 1], skip_special_tokens=True)
+        new = tokenizer.decode(ids[k : i + 1], skip_special_tokens=True)
         complete = new.startswith(prev) and len(new) > len(prev) and not new.endswith(REPLACEMENT_CHAR)
         if complete or i == last_real:  # the last real token flushes whatever is still pending
-            piece = new[len(prev):] if new.startswith(prev) else new[_common_prefix(prev, new):]
+            piece = new[len(prev) :] if new.startswith(prev) else new[_common_prefix(prev, new) :]
             for j in pending:
                 spans[j] = (pos, pos + len(piece))
                 group_start[j] = g
@@ -153,8 +153,9 @@ class LazyTokenSpans(Sequence[list[Span]]):
         return isinstance(other, Sequence) and list(self) == list(other)
 
 
-def decode_batch_with_spans(tokenizer, response_ids: Tensor,
-                            response_mask: Tensor) -> tuple[list[str], Sequence[list[Span]]]:
+def decode_batch_with_spans(
+    tokenizer, response_ids: Tensor, response_mask: Tensor
+) -> tuple[list[str], Sequence[list[Span]]]:
     """Texts and token spans (``decode_with_spans``) of a right-padded batch: the texts decoded in one batched call,
     the spans computed on first access (``LazyTokenSpans``).
 
@@ -234,13 +235,15 @@ def token_ending_at(token_spans: Sequence[Span], char_end: int, text: str | None
     while j >= 0 and token_spans[j][0] == token_spans[j][1]:
         j -= 1
     if j < 0:
-        raise ValueError(f"token_ending_at: no token with text starts before character {char_end} "
-                         f"(spans {list(token_spans[:4])}...)")
+        raise ValueError(
+            f"token_ending_at: no token with text starts before character {char_end} (spans {list(token_spans[:4])}...)"
+        )
     return j
 
 
-def scatter_token_values(mask: Tensor, positions: Sequence[Sequence[int]],
-                         values: Sequence[Sequence[float]]) -> tuple[Tensor, Tensor]:
+def scatter_token_values(
+    mask: Tensor, positions: Sequence[Sequence[int]], values: Sequence[Sequence[float]]
+) -> tuple[Tensor, Tensor]:
     """Build a scorer's ``(values, placed)`` tensors from per-response token positions.
 
     Args:
@@ -256,8 +259,9 @@ def scatter_token_values(mask: Tensor, positions: Sequence[Sequence[int]],
     lengths = mask.bool().sum(dim=1).tolist()  # (B,)
     for i, (pos, val) in enumerate(zip(positions, values)):
         if any(p < 0 or p >= lengths[i] for p in pos):
-            raise ValueError(f"scatter_token_values: position out of range for response {i} "
-                             f"({lengths[i]} tokens): {sorted(pos)}")
+            raise ValueError(
+                f"scatter_token_values: position out of range for response {i} ({lengths[i]} tokens): {sorted(pos)}"
+            )
         index = torch.as_tensor(list(pos), dtype=torch.long)
         out[i, index] = torch.as_tensor(list(val), dtype=torch.float32)
         placed[i, index] = True

@@ -86,7 +86,9 @@ class Score:
         return self.metric if self.higher_is_better else -self.metric
 
     @staticmethod
-    def sequence(value: Tensor, mask: Tensor, metric: Optional[Tensor] = None, higher_is_better: bool = True) -> "Score":
+    def sequence(
+        value: Tensor, mask: Tensor, metric: Optional[Tensor] = None, higher_is_better: bool = True
+    ) -> "Score":
         """A sequence-level score: ``value`` (B,) placed on each response's last real token.
 
         Args:
@@ -99,8 +101,12 @@ class Score:
         placed = last_token_mask(mask)  # (B, T)
         values = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
         values = values.masked_scatter(placed, value.float()[placed.any(dim=1)].to(mask.device))
-        return Score(values=values, placed=placed, metric=(value if metric is None else metric).float(),
-                     higher_is_better=higher_is_better)
+        return Score(
+            values=values,
+            placed=placed,
+            metric=(value if metric is None else metric).float(),
+            higher_is_better=higher_is_better,
+        )
 
 
 def last_token_mask(mask: Tensor) -> Tensor:
@@ -154,14 +160,14 @@ class Scorer(ABC):
             raise ValueError(f"scorer {self.name!r}: shaping must be 'sigmoid' or 'identity', got {shaping!r}")
         self.shaping = shaping
 
-    def setup(self, device: torch.device) -> None:
+    def setup(self, device: torch.device) -> None:  # noqa: B027 (optional hook: most scorers need no setup)
         """Load models, start detectors or connect to servers. Called once before the first ``score``."""
 
     @abstractmethod
     def score(self, inputs: ScoringInput) -> Score:
         """Score a batch of decoded responses; see ``Score`` for the conventions."""
 
-    def teardown(self) -> None:
+    def teardown(self) -> None:  # noqa: B027 (optional hook)
         """Release what ``setup`` acquired."""
 
     def __repr__(self) -> str:

@@ -26,12 +26,20 @@ _EXCERPT = 80
 def sample_slice(inputs: ScoringInput, index: int) -> ScoringInput:
     """The one-sample batch of sample ``index`` of ``inputs`` (tensors keep their padded width T)."""
     one = slice(index, index + 1)
-    return ScoringInput(inputs.prompts[one], inputs.responses[one], inputs.references[one], inputs.metadata[one],
-                        inputs.response_ids[one], inputs.response_mask[one], inputs.token_spans[one])
+    return ScoringInput(
+        inputs.prompts[one],
+        inputs.responses[one],
+        inputs.references[one],
+        inputs.metadata[one],
+        inputs.response_ids[one],
+        inputs.response_mask[one],
+        inputs.token_spans[one],
+    )
 
 
 def describe_sample(inputs: ScoringInput, index: int) -> str:
     """``sample i (prompt '…', response '…')`` with both texts cut to a readable excerpt."""
+
     def cut(text: str) -> str:
         return repr(text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…")
 
@@ -63,15 +71,19 @@ def run_scorer(scorer: Scorer, inputs: ScoringInput) -> Score:
         raise ScorerFault(f"scorer {scorer.name!r} is unavailable: {err}") from err
     except Exception as err:  # noqa: BLE001 - every scorer failure is reported the same way
         if is_out_of_memory(err):
-            raise OutOfMemoryFault(memory_advice(f"scoring by {scorer.name!r}", err) + "; or, for a model-based "
-                                   "scorer, its init_args batch_size, max_length or quantization_bits") from err
+            raise OutOfMemoryFault(
+                memory_advice(f"scoring by {scorer.name!r}", err) + "; or, for a model-based "
+                "scorer, its init_args batch_size, max_length or quantization_bits"
+            ) from err
         index = first_failing_sample(scorer, inputs)
         where = describe_sample(inputs, index) if index is not None else "the batch (each sample passes alone)"
         raise ScorerFault(f"scorer {scorer.name!r} raised {type(err).__name__} on {where}: {err}") from err
     expected = tuple(inputs.response_mask.shape)
     if tuple(score.values.shape) != expected or tuple(score.metric.shape) != (len(inputs),):
-        raise ScorerFault(f"scorer {scorer.name!r} returned values {tuple(score.values.shape)} / metric "
-                          f"{tuple(score.metric.shape)}; expected {expected} / ({len(inputs)},)")
+        raise ScorerFault(
+            f"scorer {scorer.name!r} returned values {tuple(score.values.shape)} / metric "
+            f"{tuple(score.metric.shape)}; expected {expected} / ({len(inputs)},)"
+        )
     return score
 
 
@@ -89,10 +101,12 @@ def without_rows(score: Score, rows: Tensor) -> Score:
         return score
     rows = rows.to(score.values.device)
     keep = (~rows).unsqueeze(1)  # (B, 1)
-    values = torch.where(keep, torch.nan_to_num(score.values, nan=0.0, posinf=0.0, neginf=0.0),
-                         torch.zeros_like(score.values))
-    metric = torch.where(rows.to(score.metric.device), torch.full_like(score.metric.float(), float("nan")),
-                         score.metric.float())
+    values = torch.where(
+        keep, torch.nan_to_num(score.values, nan=0.0, posinf=0.0, neginf=0.0), torch.zeros_like(score.values)
+    )
+    metric = torch.where(
+        rows.to(score.metric.device), torch.full_like(score.metric.float(), float("nan")), score.metric.float()
+    )
     return dataclasses.replace(score, values=values, placed=score.placed.bool() & keep, metric=metric)
 
 
@@ -114,12 +128,20 @@ class NonFiniteFilter:
             return rows
         first = int(rows.nonzero()[0, 0])
         if count > MAX_DROPPED_SHARE * len(inputs):
-            raise ScorerFault(f"scorer {name!r} returned NaN or infinite values for {count} of {len(inputs)} "
-                              f"samples, e.g. {describe_sample(inputs, first)}; a scorer failing that often is "
-                              f"broken (more than {MAX_DROPPED_SHARE:.0%} of a batch stops the run)")
+            raise ScorerFault(
+                f"scorer {name!r} returned NaN or infinite values for {count} of {len(inputs)} "
+                f"samples, e.g. {describe_sample(inputs, first)}; a scorer failing that often is "
+                f"broken (more than {MAX_DROPPED_SHARE:.0%} of a batch stops the run)"
+            )
         if name not in self._warned:
             self._warned.add(name)
-            log.warning("scorer %r returned NaN or infinite values for %d of %d samples, e.g. %s; such samples are "
-                        "dropped from the update and counted as train/dropped/%s (warned once per scorer)", name,
-                        count, len(inputs), describe_sample(inputs, first), name)
+            log.warning(
+                "scorer %r returned NaN or infinite values for %d of %d samples, e.g. %s; such samples are "
+                "dropped from the update and counted as train/dropped/%s (warned once per scorer)",
+                name,
+                count,
+                len(inputs),
+                describe_sample(inputs, first),
+                name,
+            )
         return rows

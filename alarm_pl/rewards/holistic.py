@@ -36,8 +36,10 @@ def placement(configured: Optional[str], default: torch.device, what: str) -> to
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = device.index if device.index is not None else 0
         if index >= count:
-            raise ValueError(f"{what}: {configured!r} requested but this machine has {count} CUDA device(s); "
-                             f"use 'cpu' or a device index below {count}, or leave it unset (the module's device)")
+            raise ValueError(
+                f"{what}: {configured!r} requested but this machine has {count} CUDA device(s); "
+                f"use 'cpu' or a device index below {count}, or leave it unset (the module's device)"
+            )
     return device
 
 
@@ -70,11 +72,20 @@ class RewardModelScorer(Scorer):
     default_name = "holistic"
     head_kind: HeadKind = "sequence"  # subclasses backed by token classifiers set "token"
 
-    def __init__(self, model_name_or_path: str, template: Optional[str] = None, batch_size: int = 8,
-                 max_length: int = 1024, quantization_bits: Optional[int] = None, dtype: str = "float32",
-                 key_mapping: Optional[dict[str, str]] = None, allow_cpu_quantization: bool = False,
-                 dummy_overrides: Optional[dict[str, Any]] = None, device: Optional[str] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        model_name_or_path: str,
+        template: Optional[str] = None,
+        batch_size: int = 8,
+        max_length: int = 1024,
+        quantization_bits: Optional[int] = None,
+        dtype: str = "float32",
+        key_mapping: Optional[dict[str, str]] = None,
+        allow_cpu_quantization: bool = False,
+        dummy_overrides: Optional[dict[str, Any]] = None,
+        device: Optional[str] = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.model_name_or_path, self.template = model_name_or_path, template
         self.batch_size, self.max_length = batch_size, max_length
@@ -88,11 +99,19 @@ class RewardModelScorer(Scorer):
         if self.model is not None:
             return
         self.model = FrozenRewardModel.from_pretrained(
-            self.model_name_or_path, kind=self.head_kind, template=self.template, batch_size=self.batch_size,
-            max_length=self.max_length, quantization_bits=self.quantization_bits, dtype=self.dtype,
+            self.model_name_or_path,
+            kind=self.head_kind,
+            template=self.template,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            quantization_bits=self.quantization_bits,
+            dtype=self.dtype,
             device=placement(self.device, device, f"scorer {self.name!r} device"),
-            what=f"scorer {self.name!r} model_name_or_path", key_mapping=self.key_mapping,
-            allow_cpu_quantization=self.allow_cpu_quantization, dummy_overrides=self.dummy_overrides)
+            what=f"scorer {self.name!r} model_name_or_path",
+            key_mapping=self.key_mapping,
+            allow_cpu_quantization=self.allow_cpu_quantization,
+            dummy_overrides=self.dummy_overrides,
+        )
 
     def teardown(self) -> None:
         self.model = None
@@ -102,8 +121,10 @@ class RewardModelScorer(Scorer):
         if self.model is None:
             raise ScorerError(f"scorer {self.name!r}: call setup(device) before score()")
         try:
-            texts = [text for text, _ in self.model.format(inputs.prompts, inputs.responses, inputs.references,
-                                                             questions(inputs))]
+            texts = [
+                text
+                for text, _ in self.model.format(inputs.prompts, inputs.responses, inputs.references, questions(inputs))
+            ]
         except ValueError as err:
             raise ScorerError(f"scorer {self.name!r}: {err}") from err
         return self.model.score_texts(texts)

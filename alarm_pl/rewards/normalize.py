@@ -45,8 +45,10 @@ class FixedNormalizer(Normalizer):
     def __init__(self, mean: float, std: float, scale: float = 1.0, bias: float = 0.0) -> None:
         super().__init__()
         if not (math.isfinite(std) and std > 0) or not all(map(math.isfinite, (mean, scale, bias))):
-            raise ValueError(f"FixedNormalizer: need finite mean, scale, bias and std > 0, got mean={mean}, "
-                             f"std={std}, scale={scale}, bias={bias}")
+            raise ValueError(
+                f"FixedNormalizer: need finite mean, scale, bias and std > 0, got mean={mean}, "
+                f"std={std}, scale={scale}, bias={bias}"
+            )
         self.register_buffer("mean", torch.tensor(float(mean), dtype=torch.float64))
         self.register_buffer("std", torch.tensor(float(std), dtype=torch.float64))
         self.scale, self.bias = float(scale), float(bias)
@@ -75,8 +77,10 @@ class RunningNormalizer(Normalizer):
     def __init__(self, eps: float = 1e-6, clip: Optional[float] = None, min_count: int = 2) -> None:
         super().__init__()
         if eps < 0 or (clip is not None and clip <= 0) or min_count < 1:
-            raise ValueError(f"RunningNormalizer: need eps >= 0, clip > 0 or None, min_count >= 1; "
-                             f"got eps={eps}, clip={clip}, min_count={min_count}")
+            raise ValueError(
+                f"RunningNormalizer: need eps >= 0, clip > 0 or None, min_count >= 1; "
+                f"got eps={eps}, clip={clip}, min_count={min_count}"
+            )
         self.eps, self.clip, self.min_count = float(eps), clip, int(min_count)
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
         self.register_buffer("mean", torch.zeros((), dtype=torch.float64))
@@ -128,8 +132,9 @@ def _global_moments(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return n.cpu(), mean.cpu(), m2.cpu()
 
 
-def shape_values(values: Tensor, placed: Tensor, shaping: Shaping = "sigmoid", scale: float = 1.0,
-                 bias: float = 0.0) -> Tensor:
+def shape_values(
+    values: Tensor, placed: Tensor, shaping: Shaping = "sigmoid", scale: float = 1.0, bias: float = 0.0
+) -> Tensor:
     """Shape placed values: σ(scale·x + bias) for ``sigmoid``, scale·x + bias for ``identity``; 0 elsewhere.
 
     Args:

@@ -11,11 +11,11 @@ import torch
 from torch import Tensor, nn
 
 from alarm_pl.config import RewardConfig
-from alarm_pl.rewards.align import decode_batch_with_spans
 from alarm_pl.faults import RolloutFault, agree_across_processes
+from alarm_pl.rewards.align import decode_batch_with_spans
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
 from alarm_pl.rewards.checks import NonFiniteFilter, run_scorer, without_rows
-from alarm_pl.rewards.normalize import shape_aspect, normalize_holistic
+from alarm_pl.rewards.normalize import normalize_holistic, shape_aspect
 
 
 class ScoredBatch(NamedTuple):
@@ -56,13 +56,16 @@ class ScoringPipeline(nn.Module):
         names = [holistic.name] + [a.name for a in aspects]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"model.aspects / model.holistic: scorer names must be unique, repeated: {duplicates} "
-                             "(set init_args.name to tell them apart)")
+            raise ValueError(
+                f"model.aspects / model.holistic: scorer names must be unique, repeated: {duplicates} "
+                "(set init_args.name to tell them apart)"
+            )
         self.holistic_scorer = holistic
         self.aspect_scorers = list(aspects)
         self.reward = reward
-        self.normalizers = nn.ModuleDict({s.name: s.normalizer for s in [holistic, *aspects]
-                                          if isinstance(s.normalizer, nn.Module)})
+        self.normalizers = nn.ModuleDict(
+            {s.name: s.normalizer for s in [holistic, *aspects] if isinstance(s.normalizer, nn.Module)}
+        )
         self._ready = False
         self._nonfinite = NonFiniteFilter()
 
@@ -84,8 +87,14 @@ class ScoringPipeline(nn.Module):
         self._ready = False
 
     @staticmethod
-    def build_inputs(tokenizer, prompts: list[str], references: list[Optional[str]], metadata: list[dict],
-                     response_ids: Tensor, response_mask: Tensor) -> ScoringInput:
+    def build_inputs(
+        tokenizer,
+        prompts: list[str],
+        references: list[Optional[str]],
+        metadata: list[dict],
+        response_ids: Tensor,
+        response_mask: Tensor,
+    ) -> ScoringInput:
         """Decode each response with its token character spans (``rewards/align.py``)."""
         texts, spans = decode_batch_with_spans(tokenizer, response_ids, response_mask)
         return ScoringInput(prompts, texts, references, metadata, response_ids, response_mask.bool(), spans)
@@ -111,8 +120,9 @@ class ScoringPipeline(nn.Module):
         agree_across_processes(fault)
         return self._normalize(inputs, scores, dropped_by, update_normalizers)
 
-    def _normalize(self, inputs: ScoringInput, scores: dict[str, Score], dropped_by: dict[str, Tensor],
-                   update: bool) -> ScoredBatch:
+    def _normalize(
+        self, inputs: ScoringInput, scores: dict[str, Score], dropped_by: dict[str, Tensor], update: bool
+    ) -> ScoredBatch:
         mask = inputs.response_mask
         dropped = torch.stack(list(dropped_by.values())).any(dim=0).to(mask.device)  # (B,)
         scores = {name: without_rows(score, dropped) for name, score in scores.items()}

@@ -68,7 +68,9 @@ class RewardConsistency(Metric):
         n = holistic_a.shape[0]
         device = self.decisive_h.device
         counts = pair_counts(
-            holistic_a.to(device), holistic_b.to(device), self._as_matrix(aspect_a, n, "a"),
+            holistic_a.to(device),
+            holistic_b.to(device),
+            self._as_matrix(aspect_a, n, "a"),
             self._as_matrix(aspect_b, n, "b"),
         )
         for name in COUNT_NAMES:
@@ -96,7 +98,9 @@ class RewardConsistency(Metric):
         for name in COUNT_NAMES:
             value = torch.as_tensor(counts[name], dtype=torch.float32).reshape(-1)
             if value.shape[0] != len(self.aspects):
-                raise ValueError(f"RewardConsistency.set_counts: {name} has {value.shape[0]} entries, "
-                                 f"expected {len(self.aspects)} for aspects {self.aspects}")
+                raise ValueError(
+                    f"RewardConsistency.set_counts: {name} has {value.shape[0]} entries, "
+                    f"expected {len(self.aspects)} for aspects {self.aspects}"
+                )
             setattr(self, name, value.to(self.decisive_h.device))
         self._computed = None  # torchmetrics caches compute(); the counts changed under it

@@ -32,6 +32,7 @@ def select_aspects(
     Returns:
         The selected names, in ``inconsistency``'s order.
     """
+
     def effective(name: str) -> float:
         return inconsistency[name] - (hysteresis if name in current else 0.0)
 

@@ -76,8 +76,14 @@ def match_spans(text: str, matches: list[dict]) -> list[Span]:
     return list(zip(starts, ends))
 
 
-HARPER_DIALECTS = {"en": "AMERICAN", "en-US": "AMERICAN", "en-GB": "BRITISH", "en-AU": "AUSTRALIAN",
-                   "en-CA": "CANADIAN", "en-IN": "INDIAN"}
+HARPER_DIALECTS = {
+    "en": "AMERICAN",
+    "en-US": "AMERICAN",
+    "en-GB": "BRITISH",
+    "en-AU": "AUSTRALIAN",
+    "en-CA": "CANADIAN",
+    "en-IN": "INDIAN",
+}
 """LanguageTool-style language codes → Harper dialects (Harper checks English only)."""
 
 
@@ -90,24 +96,31 @@ def start_harper(language: str, disabled_rules: list[str], scorer: str):
     try:
         import harper
     except ImportError as err:
-        raise ScorerError(f"scorer {scorer!r}: backend harper needs harper-py: pip install 'harper-py>=0.2' (or the "
-                          f"project's 'aspects' extra)") from err
+        raise ScorerError(
+            f"scorer {scorer!r}: backend harper needs harper-py: pip install 'harper-py>=0.2' (or the "
+            f"project's 'aspects' extra)"
+        ) from err
     if language not in HARPER_DIALECTS:
-        raise ScorerError(f"scorer {scorer!r}: Harper checks English only; language must be one of "
-                          f"{sorted(HARPER_DIALECTS)}, got {language!r}")
+        raise ScorerError(
+            f"scorer {scorer!r}: Harper checks English only; language must be one of "
+            f"{sorted(HARPER_DIALECTS)}, got {language!r}"
+        )
     linter = harper.Linter(getattr(harper.Dialect, HARPER_DIALECTS[language]))
     known = linter.get_default_lint_config()
     unknown = sorted(set(disabled_rules) - set(known))
     if unknown:
-        raise ScorerError(f"scorer {scorer!r}: disabled_rules {unknown} are not Harper rule names (e.g. "
-                          f"{sorted(known)[:5]}; harper.get_default_lint_config() lists all {len(known)})")
+        raise ScorerError(
+            f"scorer {scorer!r}: disabled_rules {unknown} are not Harper rule names (e.g. "
+            f"{sorted(known)[:5]}; harper.get_default_lint_config() lists all {len(known)})"
+        )
     if disabled_rules:
         linter.set_lint_config({**linter.get_lint_config(), **{rule: False for rule in disabled_rules}})
     return linter
 
 
-def grammar_values(token_spans: list[Span], error_spans: list[Span], length: int, correct_value: float,
-                   error_value: float) -> torch.Tensor:
+def grammar_values(
+    token_spans: list[Span], error_spans: list[Span], length: int, correct_value: float, error_value: float
+) -> torch.Tensor:
     """Per-token grammar values of one response.
 
     Args:
@@ -123,7 +136,7 @@ def grammar_values(token_spans: list[Span], error_spans: list[Span], length: int
     from alarm_pl.rewards.align import tokens_overlapping
 
     values = torch.zeros(length, dtype=torch.float32)  # (T,)
-    values[:len(token_spans)] = correct_value
+    values[: len(token_spans)] = correct_value
     for start, end in error_spans:
         for token in tokens_overlapping(token_spans, start, end):
             values[token] = error_value
@@ -162,10 +175,20 @@ class GrammarScorer(Scorer):
 
     default_name = "grammar"
 
-    def __init__(self, backend: Literal["http", "local", "harper"] = "http", url: str = "http://localhost:8081/v2",
-                 language: str = "en-US", correct_value: float = 0.0, error_value: float = -1.0, timeout: float = 10.0,
-                 retries: int = 3, backoff: float = 0.5, max_concurrency: int = 4,
-                 disabled_rules: Optional[list[str]] = None, **kwargs) -> None:
+    def __init__(
+        self,
+        backend: Literal["http", "local", "harper"] = "http",
+        url: str = "http://localhost:8081/v2",
+        language: str = "en-US",
+        correct_value: float = 0.0,
+        error_value: float = -1.0,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_concurrency: int = 4,
+        disabled_rules: Optional[list[str]] = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if backend not in ("http", "local", "harper"):
             raise ValueError(f"scorer {self.name!r}: backend must be 'http', 'local' or 'harper', got {backend!r}")
@@ -196,7 +219,8 @@ class GrammarScorer(Scorer):
             raise ScorerError(
                 f"scorer {self.name!r}: the local LanguageTool backend could not start ({type(err).__name__}: "
                 f"{err}); it downloads LanguageTool on first use, which needs network access. Run a LanguageTool "
-                f"server instead and use backend: http with url: http://HOST:PORT/v2") from err
+                f"server instead and use backend: http with url: http://HOST:PORT/v2"
+            ) from err
 
     def teardown(self) -> None:
         if self._tool is not None and self.backend == "local":
@@ -209,6 +233,7 @@ class GrammarScorer(Scorer):
         Raises:
             ScorerUnavailable: after the last failed attempt, or at once on a status that is not retried (e.g. 404).
         """
+
         def attempt() -> dict | list:
             with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=self.timeout) as reply:
                 return json.loads(reply.read().decode("utf-8"))
@@ -217,9 +242,11 @@ class GrammarScorer(Scorer):
         try:
             return call_with_retries(attempt, _classify, policy)[0]
         except RetryError as err:
-            raise ScorerUnavailable(f"scorer {self.name!r}: LanguageTool request to {url} failed after {err.attempts} "
-                              f"attempt(s) (timeout {self.timeout:g} s): {err.failure.message}. Is a LanguageTool "
-                              f"server running there?") from None
+            raise ScorerUnavailable(
+                f"scorer {self.name!r}: LanguageTool request to {url} failed after {err.attempts} "
+                f"attempt(s) (timeout {self.timeout:g} s): {err.failure.message}. Is a LanguageTool "
+                f"server running there?"
+            ) from None
 
     def _check_http(self, text: str) -> list[Span]:
         """Error spans of one text from the server (no request for blank text)."""
@@ -261,8 +288,10 @@ class GrammarScorer(Scorer):
         """Values (B, T): ``correct_value`` on real tokens, ``error_value`` on error tokens; metric: errors/token."""
         mask = inputs.response_mask.bool()  # (B, T)
         spans = self.check(inputs.responses)
-        rows = [grammar_values(inputs.token_spans[i], spans[i], mask.shape[1], self.correct_value, self.error_value)
-                for i in range(len(inputs))]
+        rows = [
+            grammar_values(inputs.token_spans[i], spans[i], mask.shape[1], self.correct_value, self.error_value)
+            for i in range(len(inputs))
+        ]
         values = torch.stack(rows).to(mask.device) if rows else torch.zeros(mask.shape)  # (B, T)
         counts = torch.tensor([float(len(s)) for s in spans], device=mask.device)  # (B,)
         metric = counts / inputs.lengths.clamp(min=1).float()  # (B,) empty responses: 0 / 1 = 0

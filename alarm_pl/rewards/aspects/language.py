@@ -37,8 +37,10 @@ class LanguageConfidenceScorer(Scorer):
         super().__init__(**kwargs)
         languages = [lang.lower() for lang in languages]
         if target.lower() not in languages or len(set(languages)) < 2:
-            raise ValueError(f"scorer {self.name!r}: languages must list at least two languages including the "
-                             f"target {target!r}, got {languages}")
+            raise ValueError(
+                f"scorer {self.name!r}: languages must list at least two languages including the "
+                f"target {target!r}, got {languages}"
+            )
         self.target = target.lower()
         self.languages = languages
         self.low_accuracy = low_accuracy

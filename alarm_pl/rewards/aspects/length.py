@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
 
 

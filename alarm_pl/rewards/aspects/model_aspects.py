@@ -72,8 +72,9 @@ def marked_words(prefix: str, text: str, units: list[Span], suffix: str, marker:
     return words + text[cursor:].split() + suffix.split(), positions
 
 
-def check_label_roles(num_labels: int, id2label: dict, positive: int, negative: int,
-                      ignore: Optional[list[int]], where: str) -> None:
+def check_label_roles(
+    num_labels: int, id2label: dict, positive: int, negative: int, ignore: Optional[list[int]], where: str
+) -> None:
     """Raise a ``ValueError`` naming ``where`` when the label roles do not fit the classifier.
 
     The ids must lie in ``[0, num_labels)`` and be distinct; with ``ignore`` given, positive + negative + ignore must
@@ -84,19 +85,32 @@ def check_label_roles(num_labels: int, id2label: dict, positive: int, negative: 
     roles = {positive: "positive", negative: "negative", **{i: "ignored" for i in (ignore or [])}}
     listed = [positive, negative, *(ignore or [])]
     if len(set(listed)) != len(listed) or any(not 0 <= i < num_labels for i in listed):
-        raise ValueError(f"{where}: positive_label {positive}, negative_label {negative} and ignore_labels {ignore} "
-                         f"must be distinct class ids in [0, {num_labels})")
+        raise ValueError(
+            f"{where}: positive_label {positive}, negative_label {negative} and ignore_labels {ignore} "
+            f"must be distinct class ids in [0, {num_labels})"
+        )
     if ignore is not None and set(listed) != set(range(num_labels)):
-        raise ValueError(f"{where}: the model has {num_labels} classes; positive_label, negative_label and "
-                         f"ignore_labels must name each exactly once, got {sorted(listed)}")
+        raise ValueError(
+            f"{where}: the model has {num_labels} classes; positive_label, negative_label and "
+            f"ignore_labels must name each exactly once, got {sorted(listed)}"
+        )
     for index, name in (id2label or {}).items():
         index, name = int(index), str(name)
-        expected = ("ignored" if name.lower() == "ignore" else "positive" if name == "O"
-                    else "negative" if "ERR" in name.upper() else None)
+        expected = (
+            "ignored"
+            if name.lower() == "ignore"
+            else "positive"
+            if name == "O"
+            else "negative"
+            if "ERR" in name.upper()
+            else None
+        )
         if expected is not None and roles.get(index, "ignored") != expected:
-            raise ValueError(f"{where}: the checkpoint names class {index} {name!r}, which should be {expected}, but "
-                             f"it is configured {roles.get(index, 'ignored')} (positive_label={positive}, "
-                             f"negative_label={negative}, ignore_labels={ignore})")
+            raise ValueError(
+                f"{where}: the checkpoint names class {index} {name!r}, which should be {expected}, but "
+                f"it is configured {roles.get(index, 'ignored')} (positive_label={positive}, "
+                f"negative_label={negative}, ignore_labels={ignore})"
+            )
 
 
 def reads_positive(logits: Tensor, positive: int, negative: int) -> bool:
@@ -128,10 +142,21 @@ class TokenClassificationAspect(RewardModelScorer):
     default_name = "factuality"
     head_kind = "token"
 
-    def __init__(self, model_name_or_path: str, unit: Literal["sentence", "subsentence"] = "sentence",
-                 positive_value: float = 0.5, negative_value: float = -0.5, positive_label: int = 2,
-                 negative_label: int = 0, ignore_labels: Optional[list[int]] = None, template: str = QA_TEMPLATE,
-                 min_words: int = 5, marker: Optional[str] = None, empty_metric: float = 0.5, **kwargs) -> None:
+    def __init__(
+        self,
+        model_name_or_path: str,
+        unit: Literal["sentence", "subsentence"] = "sentence",
+        positive_value: float = 0.5,
+        negative_value: float = -0.5,
+        positive_label: int = 2,
+        negative_label: int = 0,
+        ignore_labels: Optional[list[int]] = None,
+        template: str = QA_TEMPLATE,
+        min_words: int = 5,
+        marker: Optional[str] = None,
+        empty_metric: float = 0.5,
+        **kwargs,
+    ) -> None:
         super().__init__(model_name_or_path, template=template, **kwargs)
         if unit not in ("sentence", "subsentence"):
             raise ValueError(f"scorer {self.name!r}: unit must be 'sentence' or 'subsentence', got {unit!r}")
@@ -145,12 +170,21 @@ class TokenClassificationAspect(RewardModelScorer):
         """Load the classifier and check the label roles and the marker against it."""
         super().setup(device)
         config, tokenizer = self.model.model.config, self.model.tokenizer
-        check_label_roles(config.num_labels, getattr(config, "id2label", None), self.positive_label,
-                          self.negative_label, self.ignore_labels, f"scorer {self.name!r}")
+        check_label_roles(
+            config.num_labels,
+            getattr(config, "id2label", None),
+            self.positive_label,
+            self.negative_label,
+            self.ignore_labels,
+            f"scorer {self.name!r}",
+        )
         if self.marker is not None and self.marker not in tokenizer.all_special_tokens + list(
-                tokenizer.get_added_vocab()):
-            raise ValueError(f"scorer {self.name!r}: marker {self.marker!r} is not a special token of the reward "
-                             f"model's tokenizer ({tokenizer.all_special_tokens}); FineGrainedRLHF uses '</s>'")
+            tokenizer.get_added_vocab()
+        ):
+            raise ValueError(
+                f"scorer {self.name!r}: marker {self.marker!r} is not a special token of the reward "
+                f"model's tokenizer ({tokenizer.all_special_tokens}); FineGrainedRLHF uses '</s>'"
+            )
 
     def units(self, text: str) -> list[Span]:
         """The non-blank sentences or sub-sentences of ``text`` as character spans."""
@@ -176,8 +210,10 @@ class TokenClassificationAspect(RewardModelScorer):
                 rows.append([None if t is None else out.logits[t] for t in tokens])
             return rows
         frames = self._format(inputs, [""] * len(inputs))  # the template around an empty response
-        words = [marked_words(frame[:at], text, spans, frame[at:], self.marker)
-                 for (frame, at), text, spans in zip(frames, inputs.responses, units)]
+        words = [
+            marked_words(frame[:at], text, spans, frame[at:], self.marker)
+            for (frame, at), text, spans in zip(frames, inputs.responses, units)
+        ]
         outputs = self.model.word_token_logits([w for w, _ in words])
         rows = []
         for (_, positions), out in zip(words, outputs):
@@ -187,8 +223,13 @@ class TokenClassificationAspect(RewardModelScorer):
 
     def unit_labels(self, inputs: ScoringInput, units: list[list[Span]]) -> list[list[Optional[bool]]]:
         """For each response and unit: is the unit read positive (None: its read token was truncated away)."""
-        return [[None if logits is None else reads_positive(logits, self.positive_label, self.negative_label)
-                 for logits in row] for row in self._read_logits(inputs, units)]
+        return [
+            [
+                None if logits is None else reads_positive(logits, self.positive_label, self.negative_label)
+                for logits in row
+            ]
+            for row in self._read_logits(inputs, units)
+        ]
 
     def score(self, inputs: ScoringInput) -> Score:
         """±value on the policy token ending each unit; metric: share of positive units (``empty_metric`` without)."""
@@ -214,8 +255,12 @@ class TokenClassificationAspect(RewardModelScorer):
             positions.append(list(placed))
             values.append(list(placed.values()))
         value_tensor, placed_tensor = scatter_token_values(inputs.response_mask, positions, values)  # (B, T) each
-        return Score(values=value_tensor, placed=placed_tensor, higher_is_better=True,
-                     metric=torch.tensor(metric, dtype=torch.float32, device=inputs.response_mask.device))
+        return Score(
+            values=value_tensor,
+            placed=placed_tensor,
+            higher_is_better=True,
+            metric=torch.tensor(metric, dtype=torch.float32, device=inputs.response_mask.device),
+        )
 
 
 class SequenceRegressionAspect(RewardModelScorer):
@@ -235,8 +280,9 @@ class SequenceRegressionAspect(RewardModelScorer):
 
     default_name = "completeness"
 
-    def __init__(self, model_name_or_path: str, template: str = QA_TEMPLATE, collapse_prompt_whitespace: bool = False,
-                 **kwargs) -> None:
+    def __init__(
+        self, model_name_or_path: str, template: str = QA_TEMPLATE, collapse_prompt_whitespace: bool = False, **kwargs
+    ) -> None:
         super().__init__(model_name_or_path, template=template, **kwargs)
         self.collapse_prompt_whitespace = bool(collapse_prompt_whitespace)
 

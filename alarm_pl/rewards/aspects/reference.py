@@ -65,8 +65,10 @@ class ReferenceScorer(Scorer):
         scores = []
         for i, (response, reference) in enumerate(zip(inputs.responses, inputs.references)):
             if reference is None:
-                raise ScorerError(f"scorer {self.name!r}: prompt {i} of the batch has no reference "
-                                  f"(prompt starts {inputs.prompts[i][:60]!r}); {self.metric} needs one per prompt")
+                raise ScorerError(
+                    f"scorer {self.name!r}: prompt {i} of the batch has no reference "
+                    f"(prompt starts {inputs.prompts[i][:60]!r}); {self.metric} needs one per prompt"
+                )
             scores.append(self._scorer.sentence_score(response, [reference]).score)
         value = torch.tensor(scores, dtype=torch.float32)  # (B,)
         return Score.sequence(value, inputs.response_mask, metric=value, higher_is_better=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 
 from alarm_pl.rewards.align import char_spans_to_token_mask, scatter_token_values
@@ -52,8 +51,9 @@ class SpellingScorer(Scorer):
         try:
             self._checker = SpellChecker(language=self.language)
         except ValueError as err:
-            raise ValueError(f"scorer {self.name!r}: pyspellchecker has no dictionary "
-                             f"{self.language!r}: {err}") from err
+            raise ValueError(
+                f"scorer {self.name!r}: pyspellchecker has no dictionary {self.language!r}: {err}"
+            ) from err
 
     def misspelled_spans(self, text: str) -> list[Span]:
         """Character spans of the misspelled words (or word parts between hyphens) of ``text``."""
@@ -80,5 +80,9 @@ class SpellingScorer(Scorer):
             values.append([self.error_value if m else self.correct_value for m in marked])
             metric.append(len(errors) / len(spans) if has_text else 0.0)
         token_values, placed = scatter_token_values(inputs.response_mask, positions, values)  # (B, T) each
-        return Score(values=token_values, placed=placed,
-                     metric=torch.tensor(metric, dtype=torch.float32, device=placed.device), higher_is_better=False)
+        return Score(
+            values=token_values,
+            placed=placed,
+            metric=torch.tensor(metric, dtype=torch.float32, device=placed.device),
+            higher_is_better=False,
+        )

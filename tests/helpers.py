@@ -24,20 +24,22 @@ class LastTokenIdScorer(Scorer):
 
 
 class KeywordScorer(Scorer):
-    """Test holistic reward: the share of response words that are in ``keywords`` (higher is better)."""
+    """Test holistic reward: the share of response words that are in ``keywords`` (higher is better), times ``sign``
+    (−1 pays for fewer keywords)."""
 
     default_name = "keywords"
 
-    def __init__(self, keywords: list[str], **kwargs) -> None:
+    def __init__(self, keywords: list[str], sign: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.keywords = {k.lower() for k in keywords}
+        self.sign = sign
 
     def score(self, inputs: ScoringInput) -> Score:
         values = []
         for text in inputs.responses:
             words = [w.strip(".,?¿!").lower() for w in text.split()]
             values.append(sum(w in self.keywords for w in words) / max(len(words), 1))
-        return Score.sequence(torch.tensor(values), inputs.response_mask)
+        return Score.sequence(self.sign * torch.tensor(values), inputs.response_mask)
 
 
 class RewardProbe(RolloutCallback):

@@ -20,11 +20,12 @@ class RewardHistory(pl.Callback):
         self.holistic.append(float(trainer.callback_metrics["train/holistic_raw"]))
 
 
-def train_on_keyword(rollouts: int, beta: float, seed: int = 0) -> list[float]:
-    """PPO on the tiny seq2seq policy whose reward is the share of response words equal to "the"."""
+def train_on_keyword(rollouts: int, beta: float, seed: int = 0, sign: float = 1.0) -> list[float]:
+    """PPO on the tiny seq2seq policy whose reward is the share of response words equal to "the" (times ``sign``);
+    returns the share of every rollout."""
     pl.seed_everything(seed)
     module = ALaRMModule(
-        holistic=KeywordScorer(["the"]),
+        holistic=KeywordScorer(["the"], sign=sign),
         policy=PolicyConfig(
             model_name_or_path="tiny:mt-seq2seq",
             lora_r=16,
@@ -56,12 +57,18 @@ def train_on_keyword(rollouts: int, beta: float, seed: int = 0) -> list[float]:
         limit_val_batches=0,
     )
     trainer.fit(module, TinyMTDataModule(num_train=32 * rollouts, batch_size=32, seed=3))
-    return history.holistic
+    return [sign * share for share in history.holistic]
 
 
-def test_ppo_raises_a_keyword_reward():
-    shares = train_on_keyword(rollouts=30, beta=0.05)
-    first, last = sum(shares[:5]) / 5, sum(shares[-5:]) / 5
-    # the SFT policy says "the" in ~14 % of its words (measured, seed 0: 0.138 → 0.170 over 30 rollouts; the
-    # rollout-to-rollout spread of a 5-rollout mean is ~0.006); a sign, mask or KL bug keeps it there or lowers it
-    assert last > first + 0.02, f"share of 'the' did not rise: first {first:.3f}, last {last:.3f}: {shares}"
+def test_ppo_moves_a_keyword_reward_the_way_it_is_paid():
+    """The same start and seed, paid for more "the" or for fewer: the two runs must part in the paid directions."""
+    more, fewer = train_on_keyword(rollouts=30, beta=0.05), train_on_keyword(rollouts=30, beta=0.05, sign=-1.0)
+    start = sum(more[:5]) / 5
+    more_end, fewer_end = sum(more[-5:]) / 5, sum(fewer[-5:]) / 5
+    # The converged SFT policy says "the" in ~14 % of its words, and a single run's direction over 30 rollouts depends
+    # on the seed (measured: 0.147 → 0.137 for seed 0, → 0.29 for seed 1, paid for more); the two opposite runs part
+    # (seed 0: 0.137 against 0.105; the spread of a 5-rollout mean is ~0.01). A sign error swaps them, a mask or KL
+    # bug keeps them together.
+    message = f"start {start:.3f}, paid for more {more_end:.3f}, paid for fewer {fewer_end:.3f}"
+    assert more_end > fewer_end + 0.02, message
+    assert fewer_end < start, message

@@ -30,6 +30,10 @@ OVERRIDES = [
     "fixed",
     "--model.selection.aspects",
     "[spelling]",
+    # tiny_mt's lr (3e-4) leaves the greedy output of 6 test prompts unchanged after 2 rollouts of 4 prompts, and
+    # win rates against the starting policy are all ties (undefined); this sweep must move the policies
+    "--model.optimizer.init_args.lr",
+    "0.01",
 ]
 
 

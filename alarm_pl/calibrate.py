@@ -118,7 +118,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     if num_prompts < 2:
         raise SystemExit(f"--num_prompts must be >= 2 (a standard deviation needs two values), got {num_prompts}")
     if ckpt_path:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        from alarm_pl.checkpointing.io import read_checkpoint
+
+        state = read_checkpoint(ckpt_path, map_location="cpu")  # weights_only; names the path when unreadable
         module.policy.load()
         module.load_state_dict(state["state_dict"], strict=False)
     datamodule.setup("fit")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Any, Optional
 
 import lightning.pytorch as pl
@@ -145,8 +146,12 @@ def build_cli(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from jsonargparse import set_parsing_settings
 
-    from alarm_pl.cli_parser import ProjectArgumentParser
+    from alarm_pl.cli_parser import ProjectArgumentParser, config_file_problem
 
+    problem = config_file_problem(sys.argv[1:] if args is None else args)
+    if problem:  # before jsonargparse, whose YAML error names neither the file nor the line
+        sys.stderr.write(f"error: {problem}\n")
+        raise SystemExit(2)
     quiet_library_noise()
     set_parsing_settings(docstring_parse_attribute_docstrings=True)  # dataclass field docstrings become --help
     return cli_class(

@@ -17,9 +17,11 @@ parser with three changes for a person at a terminal.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import sys
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Sequence
 
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -151,3 +153,23 @@ def class_options(class_path: str) -> list[str]:
     except Exception:  # an unimportable or unparsable class: no suggestion, the message still names the key
         return []
     return parser_options(parser)
+
+
+def config_file_problem(argv: Sequence[str]) -> Optional[str]:
+    """What is wrong with the first ``--config FILE`` of ``argv`` that is not valid YAML, as ``FILE:LINE:COLUMN:
+    reason`` (jsonargparse would name neither the file nor the line); None when every one parses. A missing file
+    and an inline YAML value are left to jsonargparse, which names the path."""
+    import yaml
+
+    values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"]
+    values += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    for path in filter(os.path.isfile, values):
+        try:
+            yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            return f"--config {path}: cannot be read ({err})"
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+            return f"--config {path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})"
+    return None

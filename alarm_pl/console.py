@@ -151,9 +151,24 @@ def _chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
+UNION_FAILURE = "Does not validate against any of the Union subtypes"
+"""How jsonargparse words a class that failed to instantiate: it lists each subtype's error and dumps the whole
+given configuration after them."""
+
+
+def _unwrap_union_failure(message: str) -> str:
+    """The errors themselves (``model.generation: need 1 <= max_new_tokens ...``) from jsonargparse's report of a
+    failed instantiation, without its subtype lists and configuration dump; other messages unchanged."""
+    if not message.startswith(UNION_FAILURE):
+        return message
+    found = [m.group(1) for m in re.finditer(r"^\s*- (.*)$", message, flags=re.MULTILINE)]
+    causes = [text for text in found if not text.startswith((UNION_FAILURE, "Expected a <class 'NoneType'>"))]
+    return "; ".join(causes) or message
+
+
 def failure_report(error: BaseException) -> str:
     """The lines printed for a failed command: where the traceback is, then the error and the hint (last)."""
-    message = str(error).strip() or type(error).__name__
+    message = _unwrap_union_failure(str(error).strip()) or type(error).__name__
     hint = hint_for(error)
     return (
         f"alarm_pl: the command failed with {type(error).__name__} (set {DEBUG_ENV}=1 for the traceback)\n"

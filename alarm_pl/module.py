@@ -103,6 +103,8 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         )
         self.kl_controller = kl_controller if kl_controller is not None else AdaptiveKLController()
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        if max_prompt_length is not None and max_prompt_length < 1:
+            raise ValueError(f"model.max_prompt_length must be >= 1 or null (no truncation), got {max_prompt_length}")
         self.max_prompt_length = max_prompt_length
         self.eval_collector = EvalCollector(generations_dir)
         self.evaluate_baseline = evaluate_baseline

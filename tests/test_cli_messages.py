@@ -165,8 +165,8 @@ def test_a_hub_failure_is_one_message_and_the_traceback_only_on_request(capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err)
     assert err[-2].startswith(
-        "error: model.policy.model_name_or_path: hub model 'halfrot/sft-mt5-base' is not in the local cache"
-    )  # the project's own message, naming the config key
+        "error: data.init_args.dataset_name: data set 'opus/europarl' (en-es) is not in the local cache"
+    )  # the project's own message, naming the config key; the data is read before the policy is loaded
     assert err[-1].startswith("what to do: without the hub, the CPU smoke overlays (configs/smoke/*_cpu.yaml)")
     monkeypatch.setenv(console.DEBUG_ENV, "1")
     from alarm_pl.models.loading import HubUnavailableError

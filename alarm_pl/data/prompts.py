@@ -76,7 +76,7 @@ def read_jsonl(path: str | Path, limit: Optional[int] = None) -> list[PromptReco
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line.rstrip("\r\n"))  # an error at the end of the line: its column, not 1
             except json.JSONDecodeError as err:
                 raise DataFormatError(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
             records.append(parse_record(obj, f"{path}:{number}"))
@@ -114,6 +114,13 @@ def _stateful_loader(dataset: Dataset, **kwargs) -> StatefulDataLoader:
         return StatefulDataLoader(dataset, **kwargs)
 
 
+def _check_sizes(**sizes: Optional[int]) -> None:
+    """Refuse a non-positive batch size or prompt limit (null allowed: the default), naming the ``data.*`` key."""
+    for key, value in sizes.items():
+        if value is not None and value < 1:
+            raise ValueError(f"data.{key} must be >= 1, got {value}")
+
+
 class PromptDataModule(pl.LightningDataModule):
     """Prompts from JSON Lines files.
 
@@ -145,6 +152,15 @@ class PromptDataModule(pl.LightningDataModule):
         group_by_length: bool = False,
     ) -> None:
         super().__init__()
+        _check_sizes(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            max_train_prompts=max_train_prompts,
+            max_eval_prompts=max_eval_prompts,
+            max_test_prompts=max_test_prompts,
+        )
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         self.group_by_length = group_by_length
         self.files = {"train": train_file, "val": val_file, "test": test_file}
         self.batch_size = batch_size
@@ -159,6 +175,13 @@ class PromptDataModule(pl.LightningDataModule):
         if path is None:
             raise ValueError(f"data.{split}_file is not set but the {split} split is needed")
         return read_jsonl(path, self.limits[split])
+
+    def setup(self, stage: str) -> None:
+        """Read the splits ``stage`` uses now: Lightning calls this before the module's ``setup`` loads any model,
+        so a missing or malformed file fails in seconds, naming ``file:line``."""
+        validation = ["val"] if self.files["val"] else []  # a fit without a validation file may run none
+        for split in {"fit": ["train", *validation], "validate": ["val"], "test": ["test"]}.get(stage, []):
+            self.records(split)
 
     def records(self, split: str) -> list[PromptRecord]:
         """The records of ``split``, loaded once (``load_split``) and kept."""

@@ -21,7 +21,7 @@ from itertools import combinations
 from typing import Callable, NamedTuple, Optional, Sequence
 
 from alarm_pl.eval.cache import JudgmentCache, judgment_key
-from alarm_pl.eval.client import JudgeClient, RateLimiter, Reply
+from alarm_pl.eval.client import JudgeClient, JudgeError, RateLimiter, Reply
 from alarm_pl.eval.config import JudgeConfig
 from alarm_pl.eval.prompt import load_prompt
 from alarm_pl.eval.winrate import Alignment, PairCounts
@@ -232,6 +232,16 @@ def _usage(replies: dict[Question, Reply], new: set[Question]) -> JudgeUsage:
     )
 
 
+def _refuse_unreachable(endpoint: str, fresh: Sequence[Reply]) -> None:
+    """Raise ``JudgeError`` when every request of this run failed to connect (after its retries): the endpoint is
+    down or the URL is wrong, and a report of ties-by-error would hide it. Timeouts and HTTP errors are not this."""
+    if fresh and all(r.status == "error" and (r.error or "").startswith("APIConnectionError") for r in fresh):
+        raise JudgeError(
+            f"judge endpoint {endpoint} could not be reached: all {len(fresh)} request(s) failed ({fresh[0].error}); "
+            "start the server or fix --judge.base_url"
+        )
+
+
 def run_judge(
     alignment: Alignment, config: JudgeConfig, cache_path: str, on_reply: Optional[Callable[[int, int], None]] = None
 ) -> JudgeResult:
@@ -244,7 +254,7 @@ def run_judge(
         on_reply: progress hook, ``on_reply(done, total)`` after each new reply.
 
     Raises:
-        JudgeError: when the endpoint rejects the key, model or URL.
+        JudgeError: when the endpoint rejects the key, model or URL, or no request reaches it.
     """
     if not config.model:
         raise ValueError("run_judge: --judge.model is not set")
@@ -254,6 +264,7 @@ def run_judge(
     replies, new = ask_all(client, cache, questions_for(alignment, prompts), config.concurrency, on_reply)
     counts, reasons = tally(alignment, prompts, replies)
     errors = tuple(sorted({replies[q].error for q in new if replies[q].error}))
+    _refuse_unreachable(client.endpoint, [replies[q] for q in new])
     return JudgeResult(
         prompts=tuple(prompts), counts=counts, tie_reasons=reasons, usage=_usage(replies, new), errors=errors
     )

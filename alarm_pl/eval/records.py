@@ -206,6 +206,8 @@ def read_generations(path: PathLike) -> list[GenerationRecord]:
         FileNotFoundError: when ``path`` does not exist.
         ValueError: naming ``file:line`` for malformed JSON or a missing / mistyped field.
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"generation file not found: {path}")
     records = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -213,7 +215,7 @@ def read_generations(path: PathLike) -> list[GenerationRecord]:
                 continue
             where = f"{path}:{number}"
             try:
-                obj = json.loads(line)
+                obj = json.loads(line.rstrip("\r\n"))  # an error at the end of the line: its column, not 1
             except json.JSONDecodeError as err:
                 raise ValueError(f"{where}: malformed JSON ({err.msg} at column {err.colno})") from None
             records.append(GenerationRecord.from_json(obj, where))

@@ -196,8 +196,7 @@ def test_a_model_directory_without_a_model_is_named(config, tmp_path, capsys, mo
     empty = tmp_path / "empty-model"
     empty.mkdir()
     err = _fails(["fit", "--config", str(config), "--model.policy.model_name_or_path", str(empty)], capsys, monkeypatch)
-    last = [line for line in err.splitlines() if line.startswith("error: ")][-1]
-    assert str(empty) in last and "config.json" in last
+    assert f"error: model.policy.model_name_or_path: local directory '{empty}' ({empty}) has no config.json" in err
 
 
 @pytest.mark.parametrize("command", ["fit", "validate", "test"])
@@ -247,7 +246,7 @@ def test_a_dead_grammar_server_is_named_by_its_url(config, capsys, monkeypatch):
     settings["model"]["init_args"]["selection"] = {"mode": "fixed", "aspects": ["grammar"]}
     config.write_text(yaml.safe_dump(settings))
     err = _fails(["fit", "--config", str(config)], capsys, monkeypatch)
-    assert f"{url}/languages" in err and "grammar" in err
+    assert f"error: scorer 'grammar': LanguageTool request to {url}/languages failed after 2 attempt(s)" in err
 
 
 def _generations(path: Path, prompts: list[str]) -> str:

@@ -21,6 +21,7 @@ KEY = "model.policy.model_name_or_path"
 
 def test_existing_local_dir_resolves_to_absolute_path(tmp_path, monkeypatch):
     (tmp_path / "rm").mkdir()
+    (tmp_path / "rm" / "config.json").write_text("{}")  # what save_pretrained writes; without it: tests/test_bad_input
     monkeypatch.chdir(tmp_path)
     assert resolve_pretrained("./rm", KEY) == str(tmp_path / "rm")
     assert resolve_pretrained("rm", KEY) == str(tmp_path / "rm")  # a bare existing name is local, not a hub id

@@ -91,26 +91,34 @@ def resolve_model_reference(
     return resolve_pretrained(reference, what)
 
 
-def resolve_pretrained(name_or_path: str, what: str, timeout: float = DEFAULT_HUB_TIMEOUT_S) -> str:
+def resolve_pretrained(
+    name_or_path: str, what: str, timeout: float = DEFAULT_HUB_TIMEOUT_S, marker: str = "config.json"
+) -> str:
     """Resolve a ``from_pretrained`` argument to something that will load, or fail within seconds.
 
     Args:
         name_or_path: a local directory saved with ``save_pretrained`` or a hub id (``org/name``).
         what: the config key it came from (e.g. ``model.policy.model_name_or_path``), used in error messages.
         timeout: seconds allowed for the one hub request that checks a hub id.
+        marker: the file a local directory must hold (``adapter_config.json`` for a LoRA adapter).
 
     Returns:
         The absolute local directory, the hub id (hub reachable), or the cached snapshot directory of the hub id
         (offline, or hub unreachable, with a cached copy).
 
     Raises:
-        FileNotFoundError: a local path that does not exist (or is not a directory).
+        FileNotFoundError: a local path that does not exist, is not a directory or lacks ``marker``.
         HubUnavailableError: a hub id that cannot be resolved; the message names the id, ``what`` and the fix.
     """
     if not name_or_path or not name_or_path.strip():
         raise FileNotFoundError(f"{what}: empty model name or path; give a local directory or a hub id 'org/name'")
     expanded = os.path.abspath(os.path.expanduser(name_or_path))
     if os.path.isdir(expanded):
+        if not os.path.isfile(os.path.join(expanded, marker)):
+            raise FileNotFoundError(
+                f"{what}: local directory {name_or_path!r} ({expanded}) has no {marker}; it must be a directory "
+                f"written by save_pretrained"
+            )
         return expanded
     if looks_local(name_or_path) or os.path.exists(expanded) or not _HUB_ID.match(name_or_path):
         detail = "is not a directory" if os.path.exists(expanded) else "does not exist"

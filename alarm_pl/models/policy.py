@@ -159,7 +159,7 @@ class Policy(nn.Module):
         if cfg.quantization_bits is not None:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
         if cfg.adapter_path is not None:
-            adapter = resolve_pretrained(cfg.adapter_path, "model.policy.adapter_path")
+            adapter = resolve_pretrained(cfg.adapter_path, "model.policy.adapter_path", marker="adapter_config.json")
             model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
             if cfg.reference == "frozen_adapter_copy":
                 model.load_adapter(adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)

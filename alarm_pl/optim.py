@@ -49,3 +49,16 @@ class WarmupCosineLR(LambdaLR):
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base_lr * self.factor(self.last_epoch)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+def optimizer_config(optimizer_factory, scheduler_factory, params, trainer):
+    """What ``configure_optimizers`` returns for the SFT and reward-model modules: the optimizer over ``params`` and,
+    when a scheduler factory is given, its scheduler stepped every optimizer step (a ``WarmupCosineLR`` without a
+    length gets the run's number of optimizer steps from ``trainer``)."""
+    optimizer = optimizer_factory(params)
+    if scheduler_factory is None:
+        return optimizer
+    scheduler = scheduler_factory(optimizer)
+    if isinstance(scheduler, WarmupCosineLR) and scheduler.total_steps is None:
+        scheduler.set_total_steps(int(trainer.estimated_stepping_batches))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

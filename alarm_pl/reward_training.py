@@ -43,7 +43,7 @@ from alarm_pl.models.reward_model import (
     model_input_limit,
     reward_inputs,
 )
-from alarm_pl.optim import WarmupCosineLR
+from alarm_pl.optim import optimizer_config
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +158,12 @@ class RewardModelModule(pl.LightningModule):
         return batch  # texts; tokenized in the step
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        if isinstance(scheduler, WarmupCosineLR) and scheduler.total_steps is None:
-            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer_config(
+            self.optimizer_factory,
+            self.scheduler_factory,
+            [p for p in self.parameters() if p.requires_grad],
+            self.trainer,
+        )
 
     # ------------------------------------------------------------------ rewards and loss
     def rewards(self, prompts: list[str], responses: list[str]) -> Tensor:

@@ -30,7 +30,7 @@ from alarm_pl.eval.collector import EvalCollector
 from alarm_pl.eval.hooks import GenerationEvaluation
 from alarm_pl.eval.records import atomic_directory, jsonable, run_identity
 from alarm_pl.models.policy import Policy
-from alarm_pl.optim import WarmupCosineLR
+from alarm_pl.optim import optimizer_config
 from alarm_pl.rewards.aspects.reference import ReferenceScorer
 from alarm_pl.rewards.base import Scorer
 from alarm_pl.rewards.pipeline import ScoringPipeline
@@ -127,13 +127,9 @@ class SFTModule(GenerationEvaluation, pl.LightningModule):
         return batch  # texts; tokenized on the device in the step
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.policy.trainable_parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        if isinstance(scheduler, WarmupCosineLR) and scheduler.total_steps is None:
-            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer_config(
+            self.optimizer_factory, self.scheduler_factory, self.policy.trainable_parameters(), self.trainer
+        )
 
     # ------------------------------------------------------------------ the loss
     def make_batch(self, prompts: list[str], references: list[str]) -> SFTBatch:

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
-from alarm_pl.data.prompts import DataFormatError
+from alarm_pl.data.prompts import DataFormatError, read_jsonl_objects
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
@@ -80,24 +80,7 @@ def read_preferences(path: str | Path, limit: Optional[int] = None) -> list[Pref
         FileNotFoundError: ``path`` does not exist.
         DataFormatError: a malformed line (see ``parse_pair``), or no pair at all.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"preference file not found: {path}")
-    pairs = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
-            pairs.append(parse_pair(obj, f"{path}:{number}"))
-            if limit is not None and len(pairs) >= limit:
-                break
-    if not pairs:
-        raise DataFormatError(f"{path}: no preference pairs")
-    return pairs
+    return read_jsonl_objects(path, parse_pair, "preference", "preference pairs", limit)
 
 
 def write_preferences(path: str | Path, pairs: Sequence[PreferencePair]) -> None:

@@ -67,10 +67,21 @@ def parse_record(obj: object, where: str) -> PromptRecord:
 
 def read_jsonl(path: str | Path, limit: Optional[int] = None) -> list[PromptRecord]:
     """Read a JSON Lines prompt file (blank lines skipped); errors name ``file:line``."""
+    return read_jsonl_objects(path, parse_record, "prompt", "records", limit)
+
+
+def read_jsonl_objects(path: str | Path, parse, kind: str, plural: str, limit: Optional[int] = None) -> list:
+    """Read a JSON Lines file of ``kind`` items, each line parsed by ``parse(obj, "file:line")``; blank lines are
+    skipped, at most ``limit`` items are read.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message names the ``kind`` of file).
+        DataFormatError: invalid JSON (``file:line`` and column), what ``parse`` refuses, or no item at all.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"prompt file not found: {path}")
-    records = []
+        raise FileNotFoundError(f"{kind} file not found: {path}")
+    items = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -79,12 +90,12 @@ def read_jsonl(path: str | Path, limit: Optional[int] = None) -> list[PromptReco
                 obj = json.loads(line.rstrip("\r\n"))  # an error at the end of the line: its column, not 1
             except json.JSONDecodeError as err:
                 raise DataFormatError(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
-            records.append(parse_record(obj, f"{path}:{number}"))
-            if limit is not None and len(records) >= limit:
+            items.append(parse(obj, f"{path}:{number}"))
+            if limit is not None and len(items) >= limit:
                 break
-    if not records:
-        raise DataFormatError(f"{path}: no records")
-    return records
+    if not items:
+        raise DataFormatError(f"{path}: no {plural}")
+    return items
 
 
 def collate(items: Sequence[tuple[int, PromptRecord]]) -> PromptBatch:

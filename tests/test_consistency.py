@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from alarm_pl.selection.metric import RewardConsistency
@@ -246,7 +246,9 @@ def test_selection_and_report_give_the_same_inconsistency(tmp_path) -> None:
     assert report_inconsistency(PAIRS, tmp_path) == 0.25
 
 
-@settings(max_examples=25, deadline=None)
+# Each example writes and reads generation files, and the assume() below rejects draws without a decisive pair:
+# on a loaded CI machine Hypothesis's timing-based health checks failed the test without any property failing.
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.lists(st.tuples(maybe_nan, maybe_nan, maybe_nan, maybe_nan), min_size=1, max_size=10))
 def test_property_selection_and_report_agree_with_nan_and_ties(tmp_path_factory, pairs) -> None:
     pairs = [tuple(float(v) for v in p) for p in pairs]

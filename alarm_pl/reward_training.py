@@ -34,15 +34,13 @@ from alarm_pl.data.preferences import PreferenceBatch
 from alarm_pl.eval.records import atomic_directory
 from alarm_pl.models.loading import resolve_model_reference, torch_dtype_from_str
 from alarm_pl.models.reward_model import (
-    TEMPLATE_KEY,
-    ULTRARM_TEMPLATE,
     configure_reward_tokenizer,
-    format_template,
     hf_config,
     last_token_rewards,
     model_input_limit,
     reward_inputs,
 )
+from alarm_pl.models.templates import TEMPLATE_KEY, ULTRARM_TEMPLATE, format_template
 from alarm_pl.optim import optimizer_config
 
 log = logging.getLogger(__name__)

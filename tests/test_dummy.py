@@ -19,7 +19,8 @@ from alarm_pl.assets.dummy import (
     with_overrides,
 )
 from alarm_pl.models.loading import resolve_model_reference
-from alarm_pl.models.reward_model import ULTRARM_KEY_MAPPING, ULTRARM_TEMPLATE, FrozenRewardModel
+from alarm_pl.models.reward_model import ULTRARM_KEY_MAPPING, FrozenRewardModel
+from alarm_pl.models.templates import ULTRARM_TEMPLATE
 from alarm_pl.rewards.holistic import RewardModelScorer
 
 KEY = "model.holistic.init_args.model_name_or_path"

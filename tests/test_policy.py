@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from alarm_pl.config import GenerationConfig, PolicyConfig, RewardConfig
-from alarm_pl.models.policy import Policy, response_mask_from_ids
+from alarm_pl.models.policy import Policy
+from alarm_pl.models.sampling import response_mask_from_ids
 from alarm_pl.rewards.base import last_token_mask
 from alarm_pl.rewards.compose import compose_rewards
 from alarm_pl.rewards.pipeline import ScoringPipeline

@@ -20,10 +20,10 @@ from alarm_pl.assets.tokenizer_builders import train_byte_bpe
 from alarm_pl.models.reward_model import (
     ULTRARM_KEY_MAPPING,
     FrozenRewardModel,
-    format_template,
     length_ordered_batches,
     unused_token_id,
 )
+from alarm_pl.models.templates import format_template
 from alarm_pl.rewards.base import ScorerError, ScoringInput
 from alarm_pl.rewards.holistic import RewardModelScorer
 

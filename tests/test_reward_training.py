@@ -19,7 +19,7 @@ from alarm_pl.cli import cli_main
 from alarm_pl.config import RewardModelConfig
 from alarm_pl.data.preferences import PreferenceBatch, PreferencePair, write_preferences
 from alarm_pl.data.tiny_mt import PROMPT_PREFIX, unique_pairs
-from alarm_pl.models.reward_model import TEMPLATE_KEY
+from alarm_pl.models.templates import TEMPLATE_KEY
 from alarm_pl.reward_training import RewardModelModule, bradley_terry_loss, pairwise_accuracy
 from alarm_pl.rewards.holistic import RewardModelScorer
 from tests.test_reward_model import reference_score, scoring_input, tiny_tokenizer

@@ -253,7 +253,7 @@ def test_lora_sft_export_is_the_merged_model(tmp_path, causal, targets):
         torch.testing.assert_close(exported(input_ids=ids).logits, want, atol=1e-4, rtol=1e-4)
         assert not torch.allclose(causal.policy.model(input_ids=ids).logits, want, atol=1e-3)  # the adapter counted
 
-    from alarm_pl.models.policy import merge_adapter_into_base  # the QLoRA export path, run unquantized here
+    from alarm_pl.models.surgery import merge_adapter_into_base  # the QLoRA export path, run unquantized here
 
     module.policy.model.save_pretrained(str(tmp_path / "adapter"))
     remerged = merge_adapter_into_base(module.policy._auto_class(), module.policy.config, str(tmp_path / "adapter"))

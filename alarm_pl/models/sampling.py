@@ -39,6 +39,20 @@ class SampledScores(NamedTuple):
     values: Tensor
 
 
+def response_mask_from_ids(ids: Tensor, eos_token_id: int | None) -> Tensor:
+    """(B, T) bool: True up to and including each row's first EOS (all True for rows that never emit EOS).
+
+    Args:
+        ids: (B, T) generated ids, anything after the first EOS is padding.
+        eos_token_id: the EOS id, or None (no stopping token: every position is real).
+    """
+    if eos_token_id is None:
+        return torch.ones_like(ids, dtype=torch.bool)
+    is_eos = ids == eos_token_id  # (B, T)
+    eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()  # EOS strictly before t
+    return eos_before == 0
+
+
 def scores_are_exact(dtype: torch.dtype, quantized: bool, device_type: str) -> bool:
     """Whether generation's per-step log-probs and hidden states equal a full forward's up to float32 rounding.
 

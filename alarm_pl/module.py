@@ -11,6 +11,9 @@ then any user ``RolloutCallback`` from ``trainer.callbacks``, which sees — and
 ``token_rewards`` that PPO trains on. The callbacks see this module only through the ``PolicyScorer`` protocol
 (``score_prompts``).
 
+Validation and test (the evaluated policy beside the starting one) are the ``PolicyEvaluation`` mixin's
+(``eval/baseline.py``); per-rollout metrics go through ``step_metrics.log_step_metrics``.
+
 ``trainer.max_steps`` counts **rollouts** (PPO steps in the paper's sense), not optimizer steps: each rollout takes
 several optimizer steps, but only its last one goes through Lightning's optimizer wrapper, so ``global_step`` advances
 by exactly one per rollout.
@@ -20,25 +23,22 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
 from typing import Optional, Union
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from alarm_pl.callbacks.base import rollout_pipeline
 from alarm_pl.callbacks.composition import RewardComposition
 from alarm_pl.callbacks.selection import AspectSelection
-from alarm_pl.checkpointing import ResumeState, fingerprint
+from alarm_pl.checkpointing import ResumeState
+from alarm_pl.checkpointing.module_hooks import PolicyCheckpointHooks
 from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig, SelectionConfig
 from alarm_pl.data.prompts import PromptBatch
-from alarm_pl.eval.collector import EvalCollector
-from alarm_pl.eval.hooks import GenerationEvaluation
-from alarm_pl.eval.records import jsonable, run_identity
+from alarm_pl.eval.baseline import PolicyEvaluation
 from alarm_pl.faults import NonFiniteError, is_out_of_memory, memory_advice
 from alarm_pl.models.policy import Generation, Policy
 from alarm_pl.models.sampling import SampledScores
@@ -47,11 +47,12 @@ from alarm_pl.ppo.kl import AdaptiveKLController, FixedKLController
 from alarm_pl.rewards.base import Score, Scorer, ScoringInput
 from alarm_pl.rewards.pipeline import ScoredBatch, ScoringPipeline
 from alarm_pl.rollout import Rollout
+from alarm_pl.step_metrics import log_step_metrics, rollout_metrics
 
 KLController = Union[AdaptiveKLController, FixedKLController]
 
 
-class ALaRMModule(GenerationEvaluation, pl.LightningModule):
+class ALaRMModule(PolicyCheckpointHooks, PolicyEvaluation, pl.LightningModule):
     """PPO with hierarchical rewards over a LoRA-adapted policy.
 
     Args:
@@ -106,10 +107,7 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
         if max_prompt_length is not None and max_prompt_length < 1:
             raise ValueError(f"model.max_prompt_length must be >= 1 or null (no truncation), got {max_prompt_length}")
         self.max_prompt_length = max_prompt_length
-        self.eval_collector = EvalCollector(generations_dir)
-        self.evaluate_baseline = evaluate_baseline
-        self.baseline_collector = EvalCollector(generations_dir)
-        self._val_baseline_done = False
+        self.init_policy_evaluation(generations_dir, evaluate_baseline)
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str) -> None:
@@ -175,7 +173,8 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
                 raise torch.OutOfMemoryError(memory_advice("the PPO update", err)) from err
             raise
         stats["time/update"] = time.perf_counter() - start
-        self._log_rollout(rollout, stats)
+        if self._trainer is not None:  # not self.log_dict: 0.8 ms per key (alarm_pl/step_metrics.py)
+            log_step_metrics(self.trainer, rollout_metrics(rollout, stats))
 
     def make_rollout(self, batch: PromptBatch) -> Rollout:
         """Generate responses for the prompts and compute everything PPO and the callbacks need: the old log-probs and
@@ -391,115 +390,7 @@ class ALaRMModule(GenerationEvaluation, pl.LightningModule):
             return tensor
         return self.trainer.strategy.reduce(tensor, reduce_op="mean")
 
-    # ------------------------------------------------------------------ logging
-    def _log_rollout(self, rollout: Rollout, stats: dict[str, float]) -> None:
-        logs = {f"train/{k}": v for k, v in {**rollout.stats, **stats}.items()}
-        logs["train/holistic"] = float(rollout.holistic.mean())
-        logs["train/holistic_raw"] = float(rollout.scores[rollout.holistic_name].oriented_metric.nanmean())
-        for name, score in rollout.scores.items():
-            if name != rollout.holistic_name:
-                logs[f"train/aspect/{name}"] = float(score.metric.float().nanmean())  # NaN: a dropped sample
-        logs["train/response_length"] = float(rollout.inputs.lengths.float().mean())
-        logs["train/degenerate_rate"] = float(rollout.degenerate.float().mean())
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=rollout.batch_size, sync_dist=False)
-
-    # ------------------------------------------------------------------ evaluation
-    def validation_step(self, batch: PromptBatch, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def test_step(self, batch: PromptBatch, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
-
-    def _evaluation_step(self, batch: PromptBatch, stage: str) -> None:
-        self._evaluate(batch, stage, self.eval_collector)
-        if self._baseline_due(stage):
-            with self.policy.starting_policy():
-                self._evaluate(batch, f"{stage}/baseline", self.baseline_collector)
-
-    def _evaluate(self, batch: PromptBatch, prefix: str, collector: EvalCollector) -> None:
-        inputs, scored = self.generate_and_score(batch, self.generation_config.eval_do_sample)
-        collector.add(batch, inputs, scored, self.scoring.holistic_scorer.name, self.scoring.aspect_names)
-        size = len(batch)
-        self.log(f"{prefix}/holistic", scored.holistic.mean(), sync_dist=True, batch_size=size)
-        for name in self.scoring.aspect_names:
-            self.log(
-                f"{prefix}/aspect/{name}", scored.scores[name].metric.float().mean(), sync_dist=True, batch_size=size
-            )
-        self.log(f"{prefix}/response_length", inputs.lengths.float().mean(), sync_dist=True, batch_size=size)
-
-    def _baseline_due(self, stage: str) -> bool:
-        """The starting policy is evaluated on every test run and on the first validation of a run, unless the
-        policy evaluated is the starting policy itself (no checkpoint loaded, no update taken)."""
-        if not self.evaluate_baseline or self.trainer.sanity_checking:
-            return False
-        if self.trainer.ckpt_path is None and self.trainer.global_step == 0:
-            return False
-        return stage == "test" or not self._val_baseline_done
-
-    def run_identity(self, stage: str) -> dict:
-        """The ``run`` field of this run's generation records: the configuration's hash (hyper-parameters and
-        scorers), the checkpoint, the decoding, the step and the stage."""
-        scorers = [repr(s) for s in [self.scoring.holistic_scorer, *self.scoring.aspect_scorers]]
-        return run_identity(
-            jsonable({**self.hparams, "scorers": scorers}),
-            self.trainer.ckpt_path,
-            jsonable(asdict(self.generation_config)),
-            self.evaluated_step,
-            stage=stage,
-        )
-
-    def on_validation_epoch_start(self) -> None:
-        super().on_validation_epoch_start()
-        self.baseline_collector.reset()
-
-    def on_test_epoch_start(self) -> None:
-        super().on_test_epoch_start()
-        self.baseline_collector.reset()
-
-    def finish_evaluation(self, stage: str) -> None:
-        """The trained policy's generation file and corpus metrics, then the starting policy's when it was evaluated
-        (``<stage>-baseline-stepNNNNNN.jsonl``, ``<stage>/baseline/*``)."""
-        baseline = self._baseline_due(stage)
-        super().finish_evaluation(stage)
-        if not baseline:
-            return
-        run = {**self.run_identity(stage), "policy": "starting"}
-        for key, value in self.baseline_collector.finish(self.generation_file(stage, "baseline"), run).items():
-            self.log(f"{stage}/baseline/{key}", value, rank_zero_only=True)
-        self._val_baseline_done = self._val_baseline_done or stage == "val"
-
-    # ------------------------------------------------------------------ checkpoints and export
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep only what training changes: trainable weights (adapter, value head) and normaliser buffers."""
-        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {
-            k: v for k, v in checkpoint["state_dict"].items() if k in trainable or k.startswith("scoring.normalizers.")
-        }
-        checkpoint["kl_controller"] = self.kl_controller.state_dict()
-        # LightningCLI would merge saved hyper-parameters over the command line of `test --ckpt_path` (decoding,
-        # output paths); the YAML is the source of truth, so a checkpoint carries none.
-        checkpoint.pop("hyper_parameters", None)
-        fingerprint.stamp(checkpoint, self.checkpoint_fingerprint())
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Refuse a checkpoint of another configuration (``checkpointing/fingerprint.py``), then restore β."""
-        super().on_load_checkpoint(checkpoint)  # GenerationEvaluation: the checkpoint's step names the test files
-        self.policy.load()
-        fingerprint.check(checkpoint, self.checkpoint_fingerprint(), self.trainer.ckpt_path, rank_zero_warn)
-        if "kl_controller" in checkpoint:
-            self.kl_controller.load_state_dict(checkpoint["kl_controller"])
-
-    def checkpoint_fingerprint(self) -> dict:
-        """The settings a checkpoint must share with the run that loads it: policy, scorers, strategy, selection."""
-        selection = self.selection_config
-        return {
-            "module": type(self).__name__,
-            **self.policy.fingerprint(),
-            "strategy": self.reward_config.strategy,
-            "scorers": fingerprint.scorers_fingerprint([self.scoring.holistic_scorer, *self.scoring.aspect_scorers]),
-            "selection": f"{selection.mode} among {selection.aspects or self.scoring.aspect_names}",
-        }
-
+    # ------------------------------------------------------------------ export
     def export(self, out_dir: str, merged: bool = False) -> None:
         """Write a standard peft adapter directory (and optionally the merged model); see ``Policy.export``."""
         self.policy.export(out_dir, merged=merged)

@@ -11,7 +11,7 @@ import torch
 
 from alarm_pl.config import GenerationConfig, PolicyConfig, PPOConfig, RewardConfig, SelectionConfig
 from alarm_pl.data.prompts import TinyMTDataModule
-from alarm_pl.models.policy import disable_dropout
+from alarm_pl.models.surgery import disable_dropout
 from alarm_pl.module import ALaRMModule
 from alarm_pl.ppo.kl import FixedKLController
 from tests.helpers import KeywordScorer
@@ -168,7 +168,10 @@ def test_ratio_is_exactly_one_without_an_update(dropout_policy, monkeypatch, gra
         return stats
 
     monkeypatch.setattr(ALaRMModule, "_minibatch_backward", recording_backward)
-    monkeypatch.setattr(ALaRMModule, "_log_rollout", lambda self, rollout, stats: summaries.append(stats))
+    update = ALaRMModule.ppo_update
+    monkeypatch.setattr(
+        ALaRMModule, "ppo_update", lambda self, rollout: summaries.append(update(self, rollout)) or summaries[-1]
+    )
     if gradient_checkpointing:  # count the layers that really recompute, so the flag is shown to take effect
         import torch.utils.checkpoint as checkpoint
         import transformers.modeling_utils as modeling_utils

@@ -24,9 +24,12 @@ class GenerationEvaluation:
     eval_collector: EvalCollector
     _checkpoint_step: int = 0
 
-    def run_identity(self, stage: str) -> dict:
-        """The ``run`` field of this run's generation records (``records.run_identity``)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement run_identity(stage)")
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Every class that mixes this in provides ``run_identity(stage) -> dict``: the ``run`` field of its
+        generation records (``records.run_identity``); a class without it is refused where it is defined."""
+        super().__init_subclass__(**kwargs)
+        if not callable(getattr(cls, "run_identity", None)):
+            raise TypeError(f"{cls.__qualname__} mixes in GenerationEvaluation but defines no run_identity(stage)")
 
     @property
     def evaluated_step(self) -> int:

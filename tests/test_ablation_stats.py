@@ -27,6 +27,9 @@ def test_t_interval_by_hand():
     # two seeds: s = √2, t(0.975, 1) = 12.706205, half = 12.706205 · √2 / √2
     pair = t_interval([2.0, 4.0])
     assert (pair.low, pair.high) == pytest.approx((3 - 12.706205, 3 + 12.706205), abs=1e-5)
+    # bounds clip the interval (one side here: 3 − 1.963 = 1.037 stays, 4.963 becomes 4.5), never the mean
+    bounded = t_interval([1, 2, 3, 4, 5], bounds=(0.0, 4.5))
+    assert (bounded.mean, bounded.low, bounded.high) == pytest.approx((3.0, 3 - 1.963243, 4.5), abs=1e-5)
     # 90 %: t(0.95, 4) = 2.131847
     assert t_interval([1, 2, 3, 4, 5], 0.90).high == pytest.approx(3 + 2.131847 * 1.581139 / math.sqrt(5), abs=1e-5)
 
@@ -101,7 +104,11 @@ def test_win_rates_over_seeds_by_hand():
     assert summary["avg"]["A"].mean == pytest.approx(0.7) and summary["avg"]["B"].mean == pytest.approx(0.3)
     # start's Avg. per seed: mean of its rates against A and B = (0.1 + 0.3) / 2 = 0.2; seed 1: 0.3 (B tied out)
     assert summary["avg"]["start"].mean == pytest.approx(0.25)
-    assert summary["avg"]["A"].high == pytest.approx(0.7 + 12.706205 * math.sqrt(0.02) / math.sqrt(2), abs=1e-5)
+    # unclipped, A's Avg. interval would be 0.7 ± 12.706205 · √0.02 / √2 = 0.7 ± 1.27: a win rate stays in [0, 1]
+    assert (summary["avg"]["A"].low, summary["avg"]["A"].high) == (0.0, 1.0)
+    # A vs start (0.9, 0.7): 0.8 ± 1.2706 → clipped on both sides as well; B vs start has one seed: no interval
+    assert (summary["pairs"]["A"]["start"].low, summary["pairs"]["A"]["start"].high) == (0.0, 1.0)
+    assert summary["pairs"]["B"]["start"].low is None
 
 
 def test_active_aspects_are_marked_unused_under_holistic_only():

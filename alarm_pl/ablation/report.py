@@ -17,7 +17,8 @@ STATISTICS = (
     "Every 'mean [low, high]' is the mean over seeds with a two-sided {c:.0f} % Student-t confidence interval "
     "(mean ± t(n−1) · s/√n, s the sample standard deviation), the seeds treated as independent runs. A win "
     "rate is computed per seed on that seed's test prompts (wins / (wins + losses), ties excluded) and then "
-    "aggregated over the seeds the same way; '± sd' is the standard deviation of the per-seed win rates. "
+    "aggregated over the seeds the same way, its interval clipped to [0, 100] %; '± sd' is the standard "
+    "deviation of the per-seed win rates. "
     "Avg. is the mean win rate against the other strategies (the paper's column; the starting policy is "
     "left out of it)."
 )

@@ -4,6 +4,8 @@ win rates aggregated over seeds.
 A confidence interval over n seeds is the two-sided Student-t interval ``mean ± t_{(1+c)/2, n−1} · s / √n`` with s the
 sample standard deviation (n − 1 in the denominator): it treats the seeds' values as independent draws from a normal
 distribution of run outcomes, which is what a reader assumes of an ablation table. With n = 1 there is no interval.
+Win rates are fractions: their intervals are clipped to [0, 1] (with 2–3 seeds an unclipped t interval easily reaches
+below 0 or above 1, which no win rate can).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from alarm_pl.eval.records import GenerationRecord
 
 SENTENCE_CHRF = "sentence_chrf"
 SENTENCE_BLEU = "sentence_bleu"
+WIN_RATE_RANGE = (0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,15 @@ class Interval:
         }
 
 
-def t_interval(values: Sequence[Optional[float]], confidence: float = 0.95) -> Interval:
+def t_interval(
+    values: Sequence[Optional[float]], confidence: float = 0.95, bounds: Optional[tuple[float, float]] = None
+) -> Interval:
     """Mean and two-sided Student-t interval of the finite values (None and NaN are left out).
 
     Args:
         values: one value per seed.
         confidence: the interval's coverage (0.95: t quantile 0.975 with n − 1 degrees of freedom).
+        bounds: the range the quantity can take (a win rate: (0, 1)); the interval is clipped to it.
     """
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     n = len(finite)
@@ -58,7 +64,10 @@ def t_interval(values: Sequence[Optional[float]], confidence: float = 0.95) -> I
 
     sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1))
     half = float(t.ppf((1 + confidence) / 2, n - 1)) * sd / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, sd, n, confidence)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(mean, low, high, sd, n, confidence)
 
 
 def with_sentence_metrics(records: Sequence[GenerationRecord]) -> list[GenerationRecord]:
@@ -131,12 +140,13 @@ def summarise_win_rates(
         avg_over: the systems the Avg. column averages over (the paper's Avg.: the strategies, not the baseline).
 
     Returns:
-        ``{"pairs": a -> b -> interval of the per-seed win rates, "avg": a -> interval of the per-seed Avg.}``; Avg. of
-        a seed is the mean of a's defined win rates against the other systems of ``avg_over``.
+        ``{"pairs": a -> b -> interval of the per-seed win rates, "avg": a -> interval of the per-seed Avg.}``, the
+        intervals clipped to [0, 1]; Avg. of a seed is the mean of a's defined win rates against the other systems of
+        ``avg_over``.
     """
     pairs = {
         a: {
-            b: t_interval([table["pairs"][a][b]["win_rate"] for table in per_seed.values()], confidence)
+            b: t_interval([table["pairs"][a][b]["win_rate"] for table in per_seed.values()], confidence, WIN_RATE_RANGE)
             for b in systems
             if b != a
         }
@@ -149,5 +159,5 @@ def summarise_win_rates(
             rates = [table["pairs"][a][b]["win_rate"] for b in avg_over if b != a]
             defined = [r for r in rates if r is not None]
             seed_avgs.append(sum(defined) / len(defined) if defined else None)
-        avg[a] = t_interval(seed_avgs, confidence)
+        avg[a] = t_interval(seed_avgs, confidence, WIN_RATE_RANGE)
     return {"pairs": pairs, "avg": avg}

@@ -16,8 +16,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*set_vital")  # torchdata 0.11 
 SIZE, BATCH = 10, 3  # 3 batches an epoch (drop_last), mixed with a partial one dropped
 
 
-def sharded_loader(seed: int = 0, replicas: int = 1, rank: int = 0) -> StatefulDataLoader:
-    sampler = ShardedRandomSampler(SIZE, torch.Generator().manual_seed(seed), num_replicas=replicas, rank=rank)
+def sharded_loader(seed: int = 0, replicas: int = 1, rank: int = 0, tell_batch: bool = True) -> StatefulDataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    sampler = ShardedRandomSampler(
+        SIZE, generator, num_replicas=replicas, rank=rank, drop_last_batch_size=BATCH if tell_batch else None
+    )
     return StatefulDataLoader(list(range(SIZE)), batch_size=BATCH, sampler=sampler, drop_last=True)
 
 
@@ -83,3 +86,28 @@ def test_ddp_shards_are_disjoint_and_cover_the_padded_order():
     assert [len(s) for s in shards] == [3] * 4
     flat = sorted(i for s in shards for i in s)
     assert set(flat) == set(range(SIZE)) and len(flat) == 12  # padded with 2 repeated indices, as DistributedSampler
+
+
+@pytest.mark.parametrize("make", [sharded_loader, grouped_loader], ids=["sharded", "grouped"])
+def test_a_loader_saved_right_after_its_last_full_batch_resumes_into_the_next_epoch(make):
+    """RunCheckpoint saves when a rollout ends, before the loader is asked for the batch that would end its epoch: the
+    sampler has yielded the 9 items of the 3 full batches, not the 10th that drop_last discards. Restored, the loader
+    must start the next epoch at once; an empty first iteration makes Lightning count an extra epoch (found by
+    tests/test_sft_resume.py: epochs 0, 0, 2, 2, … after resuming)."""
+    uninterrupted = epochs(make(), 2)
+    first = make()
+    iterator = iter(first)
+    seen = [next(iterator).tolist() for _ in range(3)]  # the epoch's full batches; its iterator not exhausted
+    second = make()
+    second.load_state_dict(first.state_dict())
+    assert seen + epochs(second, 1) == uninterrupted
+
+
+def test_without_the_batch_size_the_sampler_cannot_tell_the_dropped_items_from_unseen_ones():
+    first = sharded_loader(tell_batch=False)
+    iterator = iter(first)
+    for _ in range(3):
+        next(iterator)
+    second = sharded_loader(tell_batch=False)
+    second.load_state_dict(first.state_dict())
+    assert epochs(second, 1) == []  # the empty epoch drop_last_batch_size prevents

@@ -224,7 +224,9 @@ class PromptDataModule(pl.LightningDataModule):
             )
             loader = _stateful_loader(records, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
         else:
-            sampler = ShardedRandomSampler(len(records), order, num_replicas=world, rank=rank)
+            sampler = ShardedRandomSampler(
+                len(records), order, num_replicas=world, rank=rank, drop_last_batch_size=self.batch_size
+            )
             loader = _stateful_loader(
                 records,
                 batch_size=self.batch_size,

@@ -47,11 +47,14 @@ class PassState:
         self._resume = dict(state_dict)
 
 
-def _resumable(make_items: Callable[[], Iterator[Any]], length: int, state: PassState) -> Iterator[Any]:
+def _resumable(
+    make_items: Callable[[], Iterator[Any]], length: int, state: PassState, used: Optional[int] = None
+) -> Iterator[Any]:
     """One pass over ``make_items()`` (``length`` items), resumed where ``state`` says; a restored pass that had
-    yielded everything is replayed without yielding (to advance the generator) and the next pass follows."""
+    yielded everything it is used for (``used`` items, default ``length``) is replayed without yielding (to advance
+    the generator) and the next pass follows."""
     skip = state.begin()
-    if skip >= length > 0:
+    if skip >= (length if used is None else used) > 0:
         for _ in make_items():
             pass
         skip = state.begin()
@@ -74,18 +77,33 @@ class ShardedRandomSampler(DistributedSampler):
         generator: the order's generator (the same seed on every process, so the shards are disjoint).
         num_replicas: processes.
         rank: this process.
+        drop_last_batch_size: the loader's batch size when it drops the last, incomplete batch. A loader saves its
+            state after its last full batch, before it asks for the items it would drop; with this given, a pass
+            restored at that point counts as complete, so the resumed loader starts the next pass instead of an
+            empty epoch (Lightning would count one epoch too many).
     """
 
-    def __init__(self, size: int, generator: torch.Generator, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        size: int,
+        generator: torch.Generator,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last_batch_size: Optional[int] = None,
+    ) -> None:
         super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=True)
         self.size, self.generator = size, generator
+        self.drop_last_batch_size = drop_last_batch_size
         self.pass_state = PassState(generator)
 
     def __len__(self) -> int:
         return math.ceil(self.size / self.num_replicas)
 
     def __iter__(self) -> Iterator[int]:
-        return _resumable(self._shard, len(self), self.pass_state)
+        used = len(self)
+        if self.drop_last_batch_size:
+            used -= used % self.drop_last_batch_size
+        return _resumable(self._shard, len(self), self.pass_state, used)
 
     def _shard(self) -> Iterator[int]:
         order = torch.randperm(self.size, generator=self.generator).tolist()  # drawn at the first item, not before

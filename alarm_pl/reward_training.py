@@ -29,6 +29,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
+from alarm_pl.checkpointing import ResumeState
 from alarm_pl.config import RewardModelConfig
 from alarm_pl.data.preferences import PreferenceBatch
 from alarm_pl.eval.records import atomic_directory
@@ -154,6 +155,9 @@ class RewardModelModule(pl.LightningModule):
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
         return batch  # texts; tokenized in the step
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return [ResumeState()]  # dropout masks draw from the global generator: a resume restores it
 
     def configure_optimizers(self):
         return optimizer_config(

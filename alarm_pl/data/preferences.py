@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
-from alarm_pl.data.prompts import DataFormatError, read_jsonl_objects
+from alarm_pl.data.prompts import DataFormatError, processes, read_jsonl_objects, stateful_loader
+from alarm_pl.data.sampling import ShardedRandomSampler
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
@@ -143,21 +146,28 @@ class PreferenceDataModule(pl.LightningDataModule):
             self._splits[split] = read_preferences(self.split_file(split), self.limits[split])
         return self._splits[split]
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
         return DataLoader(
-            self.pairs(split),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            collate_fn=collate_pairs,
-            num_workers=self.num_workers,
-            drop_last=False,
+            self.pairs(split), batch_size=batch_size, collate_fn=collate_pairs, num_workers=self.num_workers
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+    def train_dataloader(self) -> StatefulDataLoader:
+        """The training pairs in a new random order every epoch, resumable exactly as PPO's and SFT's
+        (``data/sampling.py``): the order comes from a generator seeded with the run's seed, and the
+        ``StatefulDataLoader`` saves its position in every checkpoint. Under DDP every process takes its shard. The
+        last, short batch is kept."""
+        pairs = self.pairs("train")
+        seed = torch.initial_seed()
+        world, rank = processes(self.trainer)
+        sampler = ShardedRandomSampler(len(pairs), torch.Generator().manual_seed(seed), num_replicas=world, rank=rank)
+        loader = stateful_loader(
+            pairs, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_pairs, num_workers=self.num_workers
+        )
+        loader.generator = torch.Generator().manual_seed((seed + 1) % 2**63)  # workers' base seed, not the order's
+        return loader
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._loader("val", self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._loader("test", self.eval_batch_size)

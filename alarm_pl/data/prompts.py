@@ -119,10 +119,20 @@ class _Records(Dataset):
         return index, self.records[index]
 
 
-def _stateful_loader(dataset: Dataset, **kwargs) -> StatefulDataLoader:
+def stateful_loader(dataset: Dataset, **kwargs) -> StatefulDataLoader:
+    """A torchdata ``StatefulDataLoader`` (its position is saved in every checkpoint and restored on resume)."""
     with warnings.catch_warnings():  # torchdata 0.11 calls a torch API that torch 2.13 deprecates, on every loader
         warnings.filterwarnings("ignore", message=".*set_vital.*")
         return StatefulDataLoader(dataset, **kwargs)
+
+
+def processes(trainer: Optional[pl.Trainer]) -> tuple[int, int]:
+    """(world size, rank) of ``trainer`` when a data module is attached to one, else of torch.distributed."""
+    if trainer is not None:
+        return trainer.world_size, trainer.global_rank
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
 
 
 def _check_sizes(**sizes: Optional[int]) -> None:
@@ -212,7 +222,7 @@ class PromptDataModule(pl.LightningDataModule):
         records = _Records(self.records("train"))
         seed = torch.initial_seed()
         order = torch.Generator().manual_seed(seed)
-        world, rank = self._processes()
+        world, rank = processes(self.trainer)
         if self.group_by_length:
             lengths = [len(r.prompt) + len(r.reference or "") for r in records.records]
             batches = LengthGroupedBatchSampler(
@@ -222,12 +232,12 @@ class PromptDataModule(pl.LightningDataModule):
                 lengths=lengths,
                 generator=order,
             )
-            loader = _stateful_loader(records, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
+            loader = stateful_loader(records, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
         else:
             sampler = ShardedRandomSampler(
                 len(records), order, num_replicas=world, rank=rank, drop_last_batch_size=self.batch_size
             )
-            loader = _stateful_loader(
+            loader = stateful_loader(
                 records,
                 batch_size=self.batch_size,
                 sampler=sampler,
@@ -238,14 +248,6 @@ class PromptDataModule(pl.LightningDataModule):
         # the loader draws its workers' base seed from a generator of its own, never from the order's
         loader.generator = torch.Generator().manual_seed((seed + 1) % 2**63)
         return loader
-
-    def _processes(self) -> tuple[int, int]:
-        """(world size, rank) of the trainer this data module is attached to, else of torch.distributed."""
-        if self.trainer is not None:
-            return self.trainer.world_size, self.trainer.global_rank
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_world_size(), torch.distributed.get_rank()
-        return 1, 0
 
     def _eval_loader(self, split: str) -> DataLoader:
         return DataLoader(

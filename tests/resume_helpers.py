@@ -77,18 +77,16 @@ HOLISTIC = _flaky_holistic()
 """tiny_mt.yaml's holistic scorer (same metric and normaliser) as a ``FlakyReference``."""
 
 
-def fit_command(root: Path, *args: str) -> list[str]:
-    """``python -m alarm_pl fit`` on the tiny MT config, shrunk: 24 training prompts in batches of 8 (3 rollouts an
-    epoch), 8 new tokens, the holistic scorer a ``FlakyReference`` (up unless told otherwise), online selection deciding
-    after rollout 2 and again every 2, validation every 2 rollouts, metrics flushed every rollout (a killed run keeps
-    what it logged)."""
+def base_fit_command(config: str, root: Path) -> list[str]:
+    """``python -m alarm_pl fit --config configs/<config>`` writing under ``root``, its metrics flushed every step (a
+    killed run keeps what it logged), without progress bar or model summary."""
     return [
         sys.executable,
         "-m",
         "alarm_pl",
         "fit",
         "--config",
-        str(ROOT / "configs" / "tiny_mt.yaml"),
+        str(ROOT / "configs" / config),
         "--trainer.default_root_dir",
         str(root),
         "--trainer.logger.init_args.save_dir",
@@ -99,6 +97,16 @@ def fit_command(root: Path, *args: str) -> list[str]:
         "false",
         "--trainer.enable_model_summary",
         "false",
+    ]
+
+
+def fit_command(root: Path, *args: str) -> list[str]:
+    """``python -m alarm_pl fit`` on the tiny MT config, shrunk: 24 training prompts in batches of 8 (3 rollouts an
+    epoch), 8 new tokens, the holistic scorer a ``FlakyReference`` (up unless told otherwise), online selection deciding
+    after rollout 2 and again every 2, validation every 2 rollouts, metrics flushed every rollout (a killed run keeps
+    what it logged)."""
+    return [
+        *base_fit_command("tiny_mt.yaml", root),
         "--data.init_args.batch_size",
         "8",
         "--data.init_args.num_train",
@@ -195,3 +203,30 @@ def last_checkpoint(root: Path) -> dict:
 
 def trainable_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
     return {k: v for k, v in checkpoint["state_dict"].items() if "lora_" in k or "value_head" in k}
+
+
+def logged_steps(root: Path) -> dict[int, dict[str, str]]:
+    """The ``train/*`` metrics and epoch of every logged training step of the runs under ``root`` (SFT, reward-model
+    training: steps that logged ``train/loss``; later runs' rows after earlier ones')."""
+    rows: dict[int, dict[str, str]] = {}
+    for path in sorted(
+        glob.glob(str(root / "logs" / "version_*" / "metrics.csv")),
+        key=lambda p: int(Path(p).parent.name.split("_")[1]),
+    ):
+        for row in csv.DictReader(open(path)):
+            if row.get("train/loss"):
+                rows[int(row["step"])] = {k: v for k, v in row.items() if v and k.startswith(("train/", "epoch"))}
+    return rows
+
+
+def assert_resumed_like_uninterrupted(resumed: Path, reference: Path, steps: int) -> None:
+    """Every step ``0 .. steps − 1`` logged the same ``train/*`` values and epoch in both runs, and their last
+    checkpoints hold the same step and bit-identical weights (every saved weight)."""
+    rows, expected = logged_steps(resumed), logged_steps(reference)
+    assert sorted(expected) == list(range(steps)) and rows == expected
+    last, reference_last = last_checkpoint(resumed), last_checkpoint(reference)
+    assert last["global_step"] == reference_last["global_step"] == steps
+    weights, reference_weights = last["state_dict"], reference_last["state_dict"]
+    assert weights.keys() == reference_weights.keys() and weights
+    for name, value in reference_weights.items():
+        assert torch.equal(weights[name], value), f"{name} differs after resuming"

@@ -181,14 +181,19 @@ def run_until_paused(command: list[str], marker: Path, sig: int, timeout: float 
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
+def metrics_files(root: Path) -> list[str]:
+    """The ``metrics.csv`` of every run under ``root``, in the order the runs were made (``version_0``, ``_1``, …)."""
+    return sorted(
+        glob.glob(str(root / "logs" / "version_*" / "metrics.csv")),
+        key=lambda p: int(Path(p).parent.name.split("_")[1]),
+    )
+
+
 def train_rows(root: Path) -> dict[int, dict[str, str]]:
     """Every logged rollout of the runs under ``root`` by step (later runs' rows after earlier ones'), without the
     wall-clock timings."""
     rows: dict[int, dict[str, str]] = {}
-    for path in sorted(
-        glob.glob(str(root / "logs" / "version_*" / "metrics.csv")),
-        key=lambda p: int(Path(p).parent.name.split("_")[1]),
-    ):
+    for path in metrics_files(root):
         for row in csv.DictReader(open(path)):
             if row.get("train/kl"):
                 rows[int(row["step"])] = {k: v for k, v in row.items() if v and not k.startswith("train/time/")}
@@ -209,10 +214,7 @@ def logged_steps(root: Path) -> dict[int, dict[str, str]]:
     """The ``train/*`` metrics and epoch of every logged training step of the runs under ``root`` (SFT, reward-model
     training: steps that logged ``train/loss``; later runs' rows after earlier ones')."""
     rows: dict[int, dict[str, str]] = {}
-    for path in sorted(
-        glob.glob(str(root / "logs" / "version_*" / "metrics.csv")),
-        key=lambda p: int(Path(p).parent.name.split("_")[1]),
-    ):
+    for path in metrics_files(root):
         for row in csv.DictReader(open(path)):
             if row.get("train/loss"):
                 rows[int(row["step"])] = {k: v for k, v in row.items() if v and k.startswith(("train/", "epoch"))}

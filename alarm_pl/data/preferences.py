@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from alarm_pl.data.prompts import DataFormatError, processes, read_jsonl_objects, stateful_loader
+from alarm_pl.data.prompts import DataFormatError, evaluation_loader, processes, read_jsonl_objects, stateful_loader
 from alarm_pl.data.sampling import ShardedRandomSampler
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -147,7 +147,7 @@ class PreferenceDataModule(pl.LightningDataModule):
         return self._splits[split]
 
     def _loader(self, split: str, batch_size: int) -> DataLoader:
-        return DataLoader(
+        return evaluation_loader(
             self.pairs(split), batch_size=batch_size, collate_fn=collate_pairs, num_workers=self.num_workers
         )
 

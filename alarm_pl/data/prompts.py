@@ -126,6 +126,17 @@ def stateful_loader(dataset: Dataset, **kwargs) -> StatefulDataLoader:
         return StatefulDataLoader(dataset, **kwargs)
 
 
+def evaluation_loader(dataset: Dataset, **kwargs) -> DataLoader:
+    """A ``DataLoader`` in the dataset's order for validation and test that leaves the run's random state alone.
+
+    A ``DataLoader`` without a generator draws its workers' base seed from torch's global generator every time it is
+    iterated — the generator PPO samples from and dropout reads — so each validation shifted every later rollout:
+    a run with validation every 2 rollouts and one without it trained differently from the first validation on. The
+    base seed comes from a generator of the loader's own instead (fixed: evaluation has no randomness to vary).
+    """
+    return DataLoader(dataset, shuffle=False, generator=torch.Generator().manual_seed(0), **kwargs)
+
+
 def processes(trainer: Optional[pl.Trainer]) -> tuple[int, int]:
     """(world size, rank) of ``trainer`` when a data module is attached to one, else of torch.distributed."""
     if trainer is not None:
@@ -250,10 +261,9 @@ class PromptDataModule(pl.LightningDataModule):
         return loader
 
     def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(
+        return evaluation_loader(
             _Records(self.records(split)),
             batch_size=self.eval_batch_size,
-            shuffle=False,
             collate_fn=collate,
             num_workers=self.num_workers,
         )

@@ -73,7 +73,9 @@ class TinySpec:
 TINY_ASSETS: dict[str, TinySpec] = {
     # SFT to convergence on the 512 examples of the task's `sft` pool: 60 epochs of 16 steps (configs/tiny_sft.yaml,
     # the same recipe with validation every 80 steps: val loss 0.943 at step 480, lowest 0.780 at 800, 0.799–0.803
-    # from 880 to 1120; val chrF 65.3 at 480, 73.0–73.7 from 800 to 1120)
+    # from 880 to 1120; val chrF 65.3 at 480, 73.0–73.7 from 800 to 1120, on the 2026-11-27 Intel machine; the build
+    # follows the CPU's float kernels: on a 2026-12-07 AMD machine val chrF is flat at 64.1–65.2 from step 400, its
+    # val loss lowest 0.973 at 320 — docs/ABLATION.md, the 2026-12-07 re-run)
     "mt-seq2seq": TinySpec("seq2seq", "sentencepiece", 1000, 64, 2, 4, sft_steps=960),
     "mt-causal": TinySpec("causal", "byte_bpe", 1000, 64, 2, 4, sft_steps=480),
     # the same models before any training (the starting point of configs/tiny_sft.yaml)

@@ -62,3 +62,22 @@ def test_generation_file_written_once_with_every_prompt(synced_run):
     prompts = [json.loads(line)["prompt"] for line in files[0].read_text().splitlines()]
     expected = [r.prompt for r in TinyMTDataModule(num_test=7).load_split("test")]
     assert prompts == expected  # each test prompt once, in split order
+
+
+def test_the_cli_releases_the_process_group_it_ran_in(tmp_path):
+    """``cli_main`` ends by destroying the default process group (after a barrier): Lightning does so at exit for NCCL
+    only, and a gloo group left to the interpreter's finalization aborted a finished 2-process run now and then
+    (exit -6, 'terminate called without an active exception'). One process of a gloo group stands in for the ranks."""
+    import torch.distributed as dist
+
+    from alarm_pl.cli import release_process_group
+
+    release_process_group()  # nothing to release: a no-op
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert dist.is_initialized()
+        release_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

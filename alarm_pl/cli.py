@@ -197,7 +197,7 @@ def release_process_group() -> None:
 
     Lightning destroys it at exit for NCCL only. A gloo group left to the interpreter's finalization can take its
     worker threads down with it: a DDP run on CPU that had finished and written its last checkpoint exited with
-    SIGABRT ("terminate called without an active exception", exit code -6) about once in three full test-suite runs.
+    SIGABRT ("terminate called without an active exception", exit code -6) in one of four full test-suite runs.
     The barrier keeps a fast process from tearing the group down while another still talks through it.
     """
     import torch.distributed as dist
